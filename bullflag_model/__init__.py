@@ -1,0 +1,1 @@
+"""bullflag_model: the bull-flag CNN, its features, Grad-CAM, inference and output document."""

@@ -1,0 +1,90 @@
+"""The bull-flag network: four 1D conv blocks and four sigmoid heads, one per pattern phase."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from bullflag_model.features import N_FEATURES, SEQ_LEN
+
+HEAD_NAMES = ("flag", "breakout", "retest", "continuation")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a ``BullFlagCNNMultiHead``; stored in checkpoints to rebuild the network."""
+
+    n_features: int = N_FEATURES
+    seq_len: int = SEQ_LEN
+    channels: tuple[int, int, int, int] = (32, 64, 96, 128)
+    kernel_sizes: tuple[int, int, int, int] = (7, 5, 5, 3)
+    head_hidden: int = 32
+    dropout: float = 0.1
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain form (lists, ints, floats) that ``torch.load(weights_only=True)`` accepts."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> ModelConfig:
+        """Inverse of ``as_dict``; unknown keys raise ``TypeError``."""
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    """Conv -> BatchNorm -> ReLU, length-preserving."""
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm1d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class BullFlagCNNMultiHead(nn.Module):
+    """1D CNN over ``[B, n_features, seq_len]`` windows with heads flag/breakout/retest/continuation.
+
+    ``conv1`` .. ``conv4`` are conv blocks with max-pooling (stride 2) between them, so
+    ``conv4`` outputs ``[B, C4, seq_len // 8]``: the layer Grad-CAM explains. Each head sees
+    the time-average, the time-maximum and the last step of ``conv4`` (the last step tells
+    the heads what happened most recently) and returns a sigmoid probability ``[B, 1]``.
+    """
+
+    def __init__(self, n_features: int = N_FEATURES, seq_len: int = SEQ_LEN, **kwargs: object) -> None:
+        super().__init__()
+        self.config = ModelConfig.from_dict({"n_features": n_features, "seq_len": seq_len, **kwargs})
+        self.n_features = n_features
+        self.seq_len = seq_len
+        c1, c2, c3, c4 = self.config.channels
+        k1, k2, k3, k4 = self.config.kernel_sizes
+        self.conv1 = _conv_block(n_features, c1, k1)
+        self.pool1 = nn.MaxPool1d(2)
+        self.conv2 = _conv_block(c1, c2, k2)
+        self.pool2 = nn.MaxPool1d(2)
+        self.conv3 = _conv_block(c2, c3, k3)
+        self.pool3 = nn.MaxPool1d(2)
+        self.conv4 = _conv_block(c3, c4, k4)
+        self.dropout = nn.Dropout(self.config.dropout)
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.Linear(3 * c4, self.config.head_hidden),
+                    nn.ReLU(),
+                    nn.Linear(self.config.head_hidden, 1),
+                )
+                for name in HEAD_NAMES
+            }
+        )
+
+    def logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Head logits ``{name: [B, 1]}``; Grad-CAM's log-space sequence target starts here."""
+        a = self.conv4(self.pool3(self.conv3(self.pool2(self.conv2(self.pool1(self.conv1(x)))))))
+        pooled = torch.cat([a.mean(dim=-1), a.amax(dim=-1), a[..., -1]], dim=1)
+        pooled = self.dropout(pooled)
+        return {name: head(pooled) for name, head in self.heads.items()}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Head probabilities ``{name: [B, 1]}`` in (0, 1)."""
+        return {name: torch.sigmoid(z) for name, z in self.logits(x).items()}

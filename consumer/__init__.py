@@ -1,0 +1,1 @@
+"""consumer: the streaming worker that turns Kafka ticks into bull-flag signals."""
