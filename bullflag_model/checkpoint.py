@@ -103,7 +103,8 @@ def load_checkpoint(path: Path | str | None = None, device: str = "cpu") -> Load
         raise CheckpointError(
             path,
             f"trained on features {spec.get('name')!r} v{spec.get('version')!r}, "
-            f"this code builds {FEATURE_SPEC.name!r} v{FEATURE_SPEC.version}; retrain or use a matching release",
+            f"this code builds {FEATURE_SPEC.name!r} v{FEATURE_SPEC.version}; "
+            "retrain it or use the release that matches it",
         )
     try:
         model = BullFlagCNNMultiHead(**payload["model_config"])

@@ -70,7 +70,9 @@ def build_features(bars: np.ndarray) -> np.ndarray:
     """
     bars = np.asarray(bars, dtype=np.float64)
     if bars.ndim < 2 or bars.shape[-1] != 5:
-        raise ValueError(f"bars must have shape [..., L, 5] (open, high, low, close, volume), got {bars.shape}")
+        raise ValueError(
+            f"bars must have shape [..., L, 5] (open, high, low, close, volume), got {bars.shape}"
+        )
     bars = np.nan_to_num(bars, nan=0.0, posinf=0.0, neginf=0.0)
     log_p = np.log(np.maximum(bars[..., :4], _TINY_PRICE))
     o, h, low, c = (log_p[..., i] for i in (OPEN, HIGH, LOW, CLOSE))

@@ -43,13 +43,36 @@ def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     )
 
 
+class MultiHeadMLP(nn.Module):
+    """Four independent two-layer MLP heads evaluated as one batched computation.
+
+    Head ``k`` (``HEAD_NAMES[k]``) maps ``[B, d_in]`` to a logit through its own
+    ``w1[k]``, ``b1[k]``, ReLU, ``w2[k]``, ``b2[k]``; batching the heads keeps the op count
+    (and Python overhead at small batches) to a handful of kernels.
+    """
+
+    def __init__(self, d_in: int, hidden: int, n_heads: int = len(HEAD_NAMES)) -> None:
+        super().__init__()
+        bound1, bound2 = d_in**-0.5, hidden**-0.5
+        self.w1 = nn.Parameter(torch.empty(n_heads, d_in, hidden).uniform_(-bound1, bound1))
+        self.b1 = nn.Parameter(torch.empty(n_heads, hidden).uniform_(-bound1, bound1))
+        self.w2 = nn.Parameter(torch.empty(n_heads, hidden).uniform_(-bound2, bound2))
+        self.b2 = nn.Parameter(torch.empty(n_heads).uniform_(-bound2, bound2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, n_heads]`` from features ``[B, d_in]``."""
+        hidden = torch.relu(torch.einsum("bi,kih->bkh", x, self.w1) + self.b1)
+        return (hidden * self.w2).sum(dim=-1) + self.b2
+
+
 class BullFlagCNNMultiHead(nn.Module):
     """1D CNN over ``[B, n_features, seq_len]`` windows with heads flag/breakout/retest/continuation.
 
     ``conv1`` .. ``conv4`` are conv blocks with max-pooling (stride 2) between them, so
     ``conv4`` outputs ``[B, C4, seq_len // 8]``: the layer Grad-CAM explains. Each head sees
     the time-average, the time-maximum and the last step of ``conv4`` (the last step tells
-    the heads what happened most recently) and returns a sigmoid probability ``[B, 1]``.
+    the heads what happened most recently); ``forward`` returns each head's sigmoid
+    probability ``[B, 1]`` by name, ``logits`` the four logits ``[B, 4]``.
     """
 
     def __init__(self, n_features: int = N_FEATURES, seq_len: int = SEQ_LEN, **kwargs: object) -> None:
@@ -67,24 +90,25 @@ class BullFlagCNNMultiHead(nn.Module):
         self.pool3 = nn.MaxPool1d(2)
         self.conv4 = _conv_block(c3, c4, k4)
         self.dropout = nn.Dropout(self.config.dropout)
-        self.heads = nn.ModuleDict(
-            {
-                name: nn.Sequential(
-                    nn.Linear(3 * c4, self.config.head_hidden),
-                    nn.ReLU(),
-                    nn.Linear(self.config.head_hidden, 1),
-                )
-                for name in HEAD_NAMES
-            }
-        )
+        self.heads = MultiHeadMLP(3 * c4, self.config.head_hidden)
 
-    def logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Head logits ``{name: [B, 1]}``; Grad-CAM's log-space sequence target starts here."""
-        a = self.conv4(self.pool3(self.conv3(self.pool2(self.conv2(self.pool1(self.conv1(x)))))))
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv stack: ``[B, n_features, seq_len]`` -> ``conv4`` output ``[B, C4, seq_len // 8]``."""
+        return self.conv4(self.pool3(self.conv3(self.pool2(self.conv2(self.pool1(self.conv1(x)))))))
+
+    def decode(self, a: torch.Tensor) -> torch.Tensor:
+        """Head logits ``[B, 4]`` (``HEAD_NAMES`` order) from ``conv4`` output ``a``.
+
+        Everything after the Grad-CAM layer, so Grad-CAM can rerun just this part.
+        """
         pooled = torch.cat([a.mean(dim=-1), a.amax(dim=-1), a[..., -1]], dim=1)
-        pooled = self.dropout(pooled)
-        return {name: head(pooled) for name, head in self.heads.items()}
+        return self.heads(self.dropout(pooled))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Head logits ``[B, 4]`` in ``HEAD_NAMES`` order."""
+        return self.decode(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Head probabilities ``{name: [B, 1]}`` in (0, 1)."""
-        return {name: torch.sigmoid(z) for name, z in self.logits(x).items()}
+        probs = torch.sigmoid(self.logits(x))
+        return {name: probs[:, k : k + 1] for k, name in enumerate(HEAD_NAMES)}
