@@ -1,0 +1,233 @@
+"""Worker settings: one frozen object, defined once here, read from flags and environment.
+
+Each field's metadata carries its help text and parser; the command-line flags, the
+``BULLFLAG_*`` environment variables and the README's settings table are all generated from
+this definition. Precedence: flag > environment > default. A bad value stops startup with one
+line naming the setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "BULLFLAG_"
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the worker cannot use; the message names the setting."""
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"1m"`` -> 60000. Units: ms, s, m, h, d; a whole positive number or zero before them."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 500ms, 1s, 1m, 5m, 1h or 1d")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def parse_duration(text: str) -> str:
+    """A duration, validated and kept as text (``"5s"``)."""
+    parse_duration_ms(text)
+    return text.strip()
+
+
+def parse_interval(text: str) -> str:
+    """A bar interval: a duration longer than zero, kept as text (``"1m"``)."""
+    if parse_duration_ms(text) <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return text.strip()
+
+
+def parse_bool(text: str) -> bool:
+    """``true/false``, ``1/0``, ``yes/no``, ``on/off``."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def parse_probability(text: str) -> float:
+    """A float in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{text!r} is not in [0, 1]")
+    return value
+
+
+def parse_positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return value
+
+
+def parse_port(text: str) -> int:
+    """A TCP port, 0 (pick a free one) to 65535."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{text!r} is not a TCP port")
+    return value
+
+
+def parse_optional_path(text: str) -> Path | None:
+    """A file path, or empty for the default."""
+    return Path(text) if text.strip() else None
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        return text
+
+    parse.__doc__ = f"One of {', '.join(options)}."
+    return parse
+
+
+def setting(default: Any, help: str, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
+    """Declare a settings field: its default, help text and parser from text."""
+    return field(default=default, metadata={"help": help, "parse": parse, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker can be told; see the README's settings table."""
+
+    bootstrap_servers: str = setting("localhost:9092", "Kafka bootstrap servers, comma-separated.")
+    ticks_topic: str = setting("ticks", "Input topic (trades or bars, keyed by symbol).")
+    signals_topic: str = setting("signals", "Output topic for CNNOutput documents (keyed by symbol).")
+    dlq_topic: str = setting("ticks.dlq", "Dead-letter topic for records that cannot be used.")
+    state_topic: str = setting("bullflag.state", "State changelog topic (same partitions as the input).")
+    group_id: str = setting("bullflag", "Consumer group id; workers with the same id share the partitions.")
+    client_id: str = setting("bullflag-worker", "Kafka client id (shows up in broker logs and quotas).")
+    input: str = setting(
+        "ticks",
+        "Input record kind: 'ticks' (trades) or 'bars' (closed OHLCV bars).",
+        _choice("ticks", "bars"),
+    )
+    bar_interval: str = setting("1m", "Bar length: e.g. 1s, 1m, 5m, 1h, 1d.", parse_interval)
+    allowed_lateness: str = setting(
+        "5s", "How late (event time) a tick may arrive and still count.", parse_duration
+    )
+    threshold: float | None = setting(
+        None,
+        "Signal threshold on sequence_score; empty: the checkpoint's serving threshold.",
+        parse_probability,
+    )
+    publish: str = setting(
+        "all",
+        "'all': one CNNOutput per inference; 'signals-only': only those >= threshold.",
+        _choice("all", "signals-only"),
+    )
+    gradcam: bool = setting(True, "Attach Grad-CAM maps to outputs at or above the threshold.", parse_bool)
+    checkpoint: Path | None = setting(
+        None, "Model checkpoint file; empty: the one shipped in the package.", parse_optional_path
+    )
+    max_symbols: int = setting(
+        100_000,
+        "Most symbols one worker keeps buffers for; ticks of further symbols are dead-lettered.",
+        parse_positive_int,
+    )
+    max_record_bytes: int = setting(
+        65_536, "Input records larger than this are dead-lettered.", parse_positive_int
+    )
+    max_poll_records: int = setting(20_000, "Most records taken from Kafka per batch.", parse_positive_int)
+    torch_threads: int = setting(0, "Threads for inference; 0: torch's default.", int)
+    metrics_host: str = setting("0.0.0.0", "Address of the /metrics, /healthz and /readyz server.")
+    metrics_port: int = setting(
+        9108, "Port of the /metrics, /healthz and /readyz server (0: any free one).", parse_port
+    )
+    security_protocol: str = setting(
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    )
+    sasl_mechanism: str = setting(
+        "PLAIN",
+        "SASL mechanism when security_protocol is SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    )
+    sasl_username: str = setting("", "SASL user name.")
+    sasl_password: str = setting(
+        "", "SASL password (prefer the environment variable to a flag).", secret=True
+    )
+    enable_idempotence: bool = setting(
+        False, "Idempotent producer (Apache Kafka; the embedded broker lacks it).", parse_bool
+    )
+
+    @property
+    def bar_interval_ms(self) -> int:
+        """Bar length in milliseconds."""
+        return parse_duration_ms(self.bar_interval)
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        """Allowed lateness in milliseconds."""
+        return parse_duration_ms(self.allowed_lateness)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, for the startup log."""
+        return {
+            f.name: ("***" if f.metadata["secret"] and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
+
+
+def env_name(name: str) -> str:
+    """Environment variable of a setting: ``bar_interval`` -> ``BULLFLAG_BAR_INTERVAL``."""
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    """Command-line flag of a setting: ``bar_interval`` -> ``--bar-interval``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; unset flags stay None so the environment can fill them."""
+    for f in fields(Settings):
+        parser.add_argument(
+            flag_name(f.name), dest=f.name, default=None, metavar="VALUE", help=f.metadata["help"]
+        )
+
+
+def load_settings(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from parsed flags and the environment; raise ``SettingsError`` naming a bad one."""
+    env = env if env is not None else {}
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = getattr(args, f.name, None) if args is not None else None
+        source = flag_name(f.name)
+        if raw is None and env_name(f.name) in env:
+            raw, source = env[env_name(f.name)], env_name(f.name)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = None if raw == "" and f.default is None else f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise SettingsError(f"setting {source}: {exc}") from None
+    return Settings(**values)
+
+
+def settings_markdown() -> str:
+    """The README's settings table, generated from the field definitions."""
+    lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        default = "" if f.default is MISSING or f.default is None else f.default
+        lines.append(f"| `{flag_name(f.name)}` | `{env_name(f.name)}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(lines)
+
+
+def settings_names() -> Sequence[str]:
+    """Names of all settings, in definition order."""
+    return [f.name for f in fields(Settings)]
