@@ -73,7 +73,8 @@ def test_secrets_are_redacted() -> None:
 def test_cli_stops_on_a_bad_setting_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["settings", "--bar-interval", "soon"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["bullflag: setting --bar-interval: 'soon' is not a duration like 500ms, 1s, 1m, 5m, 1h or 1d"]
+    assert len(err) == 1
+    assert err[0].startswith("bullflag: setting --bar-interval: 'soon' is not a duration")
 
 
 def test_readme_settings_table_is_generated_from_the_code() -> None:
