@@ -117,9 +117,7 @@ class PhaseStyle:
             raise ValueError("noise must be >= 0, power > 0 and revert in (0, 1]")
 
 
-_POLE_STYLE = PhaseStyle(
-    noise=(1.0, 1.4), power=(0.8, 1.5), volume_start=(0.1, 0.5), volume_end=(0.7, 1.5)
-)
+_POLE_STYLE = PhaseStyle(noise=(1.0, 1.4), power=(0.8, 1.5), volume_start=(0.1, 0.5), volume_end=(0.7, 1.5))
 _FLAG_STYLE = PhaseStyle(
     noise=(0.4, 0.8), revert=(0.5, 0.85), volume_start=(0.3, 1.0), volume_end=(-0.9, -0.2)
 )
@@ -328,9 +326,7 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], m: int) -> n
     return rng.uniform(bounds[0], bounds[1], m)
 
 
-def _integers(
-    rng: np.random.Generator, bounds: tuple[int, int], m: int, scale: float = 1.0
-) -> np.ndarray:
+def _integers(rng: np.random.Generator, bounds: tuple[int, int], m: int, scale: float = 1.0) -> np.ndarray:
     """[m] integers uniform in the inclusive bounds, times scale, at least 1."""
     return np.maximum(np.floor(rng.uniform(bounds[0], bounds[1] + 1, m) * scale), 1.0)
 
@@ -432,9 +428,7 @@ def _bull_legs(rng: np.random.Generator, m: int, p: GeneratorParams) -> _Flag:
     """
     flag = _pole_and_flag(rng, m, p)
     seg = flag.seg
-    depth = _uniform(rng, p.retest_depth_range, m) * flag.height + _uniform(
-        rng, p.retest_margin_range, m
-    )
+    depth = _uniform(rng, p.retest_depth_range, m) * flag.height + _uniform(rng, p.retest_margin_range, m)
     pullback = np.maximum(flag.extension - depth, 0.0)
     reclaim = _uniform(rng, p.reclaim_fraction_range, m)
     new_high = _uniform(rng, p.continuation_gain_range, m) * flag.height + _uniform(
@@ -567,9 +561,7 @@ def _plan_pennant(rng: np.random.Generator, m: int, p: GeneratorParams) -> _Plan
     seg = flag.seg
     with_pole = rng.random(m) < 0.5
     seg["length"][:, 2] *= with_pole
-    height = np.where(
-        with_pole, _uniform(rng, (0.2, 0.45), m) * flag.pole_gain, _uniform(rng, (3.0, 8.0), m)
-    )
+    height = np.where(with_pole, _uniform(rng, (0.2, 0.45), m) * flag.pole_gain, _uniform(rng, (3.0, 8.0), m))
     _set(
         seg,
         3,
@@ -751,9 +743,7 @@ def _per_bar(seg: dict[str, np.ndarray], total: int) -> _Bars:
 
     span = np.maximum(at("length"), 1.0)
     j = np.arange(total)[None, :] - np.take_along_axis(begin, slot, axis=1)
-    move, power, amp, cycles, converge = (
-        at(k) for k in ("move", "power", "amp", "cycles", "converge")
-    )
+    move, power, amp, cycles, converge = (at(k) for k in ("move", "power", "amp", "cycles", "converge"))
 
     def shape(u: np.ndarray) -> np.ndarray:
         """Planned log path (sigma units) at segment fraction u, [m, total]."""
@@ -766,9 +756,7 @@ def _per_bar(seg: dict[str, np.ndarray], total: int) -> _Bars:
     return _Bars(step, at("noise"), at("revert"), volume)
 
 
-def _render(
-    rng: np.random.Generator, plan: _Bars, sigma: np.ndarray, p: GeneratorParams
-) -> np.ndarray:
+def _render(rng: np.random.Generator, plan: _Bars, sigma: np.ndarray, p: GeneratorParams) -> np.ndarray:
     """Draw OHLCV [m, L, 5] around a planned path (sigma units) with realistic noise.
 
     Shocks are unit-variance Student-t, clipped at ``max_shock`` so one draw cannot dwarf the
@@ -840,9 +828,7 @@ def _volume(
     return np.maximum(np.round(np.exp(log_volume)), 1.0)
 
 
-def _gap_mask(
-    rng: np.random.Generator, m: int, total: int, window: int, p: GeneratorParams
-) -> np.ndarray:
+def _gap_mask(rng: np.random.Generator, m: int, total: int, window: int, p: GeneratorParams) -> np.ndarray:
     """[m, total] bool: a few short runs of missing bars inside the window, in a share of rows."""
     runs_max = p.gap_runs_range[1]
     has_gap = rng.random(m) < p.gap_probability
@@ -948,9 +934,7 @@ def _fit_flag(logs: np.ndarray, pole: np.ndarray, flag: np.ndarray, p: Generator
         & (slope * (n_flag - 1) <= p.max_flag_rise * gain)
         & parallel
     )
-    return _FlagFit(
-        is_flag, slope, _masked_max(ceiling, in_flag), _width(ceiling, floor, in_flag), flag_low
-    )
+    return _FlagFit(is_flag, slope, _masked_max(ceiling, in_flag), _width(ceiling, floor, in_flag), flag_low)
 
 
 @dataclass
@@ -1003,9 +987,7 @@ def _find_events(logs: np.ndarray, flag: np.ndarray, fit: _FlagFit, p: Generator
     touched &= broken
     reclaimed &= touched
     continued &= reclaimed
-    return _Events(
-        broken_down, broken, breakout, touched, touch, reclaimed, reclaim, continued, new_high
-    )
+    return _Events(broken_down, broken, breakout, touched, touch, reclaimed, reclaim, continued, new_high)
 
 
 def label_windows(
@@ -1060,9 +1042,7 @@ def _kinds(rng: np.random.Generator, n: int, p: GeneratorParams) -> np.ndarray:
     return rng.permutation(kinds)
 
 
-def _plan_chunk(
-    rng: np.random.Generator, kind: np.ndarray, p: GeneratorParams, total: int
-) -> _Plan:
+def _plan_chunk(rng: np.random.Generator, kind: np.ndarray, p: GeneratorParams, total: int) -> _Plan:
     """Segment tables of a chunk of windows, rows in the order of ``kind``."""
     m = kind.shape[0]
     seg = _blank_segments(m)

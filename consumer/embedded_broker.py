@@ -127,9 +127,7 @@ def _accepts_connections(port: int) -> bool:
 
 async def _describe(bootstrap: str, timeout_s: float) -> _Identity | None:
     """Ask the broker at ``bootstrap`` for its cluster id and listeners; None if it cannot say."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()

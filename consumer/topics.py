@@ -82,9 +82,7 @@ class TopicSpec:
                 "and '-' are allowed."
             )
         if self.partitions < 1:
-            raise ValueError(
-                f"Topic {self.name!r} needs at least 1 partition, not {self.partitions}."
-            )
+            raise ValueError(f"Topic {self.name!r} needs at least 1 partition, not {self.partitions}.")
         if self.replication_factor < 1:
             raise ValueError(
                 f"Topic {self.name!r} needs a replication factor of at least 1, "
@@ -153,9 +151,7 @@ def _unique_by_name(specs: Iterable[TopicSpec]) -> list[TopicSpec]:
     return list(by_name.values())
 
 
-async def _create(
-    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], timeout_s: float
-) -> frozenset[str]:
+async def _create(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], timeout_s: float) -> frozenset[str]:
     """Send one CreateTopics request; return the names created, tolerating existing ones."""
     response = await admin.create_topics(
         [spec.to_new_topic() for spec in specs], timeout_ms=int(timeout_s * 1000)
@@ -181,9 +177,7 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str]) ->
             if code == 0 and topic["partitions"]:
                 counts[topic["topic"]] = len(topic["partitions"])
             elif code != 0 and not for_code(code).retriable:
-                raise TopicError(
-                    f"Cannot describe topic {topic['topic']!r}: {for_code(code).__name__}."
-                )
+                raise TopicError(f"Cannot describe topic {topic['topic']!r}: {for_code(code).__name__}.")
         if len(counts) == len(names):
             return counts
         await asyncio.sleep(_RETRY_INTERVAL_S)

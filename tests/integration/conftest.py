@@ -92,9 +92,7 @@ def broker_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def kafka_bootstrap(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of the session's broker: ``$BULLFLAG_TEST_BOOTSTRAP`` or an embedded one."""
     external = os.environ.get(BOOTSTRAP_ENV_VAR)
     if external:
@@ -168,9 +166,7 @@ async def unique_topic(topic_factory: TopicFactory) -> str:
     return await topic_factory(DEFAULT_TEST_PARTITIONS)
 
 
-async def _wait_for_assignment(
-    consumer: AIOKafkaConsumer, partitions: int
-) -> frozenset[TopicPartition]:
+async def _wait_for_assignment(consumer: AIOKafkaConsumer, partitions: int) -> frozenset[TopicPartition]:
     """Wait until a subscribed consumer owns ``partitions`` partitions; fail after 30 s."""
     deadline = time.monotonic() + _ASSIGNMENT_TIMEOUT_S
     while len(assignment := consumer.assignment()) < partitions:

@@ -122,9 +122,7 @@ async def test_round_trip_commits_survive_consumer_restart(
     more = await _produce(kafka_bootstrap, unique_topic, later, producer_settings)
     # The restarted consumer reads the group's commits through a manual assignment: same
     # offsets as after a re-join, without the slow re-join of an emptied group.
-    restarted = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap, group_id=group_id, **consumer_settings
-    )
+    restarted = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group_id, **consumer_settings)
     await restarted.start()
     try:
         restarted.assign(list(partitions))

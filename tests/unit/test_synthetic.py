@@ -208,9 +208,7 @@ def test_flat_pole_is_not_a_flag() -> None:
 
 
 def test_volatility_scale_raises_realised_volatility() -> None:
-    params = GeneratorParams(
-        positive_fraction=0.0, negative_weights=RANDOM_WALK_ONLY, gap_probability=0.0
-    )
+    params = GeneratorParams(positive_fraction=0.0, negative_weights=RANDOM_WALK_ONLY, gap_probability=0.0)
     calm = generate_windows(100, seed=5, params=params)
     wild = generate_windows(100, seed=5, params=dataclasses.replace(params, volatility_scale=3.0))
 
@@ -237,9 +235,7 @@ def test_flag_length_scale_lengthens_flags() -> None:
 def test_uninformative_volume_carries_no_pole() -> None:
     params = GeneratorParams(positive_fraction=1.0, gap_probability=0.0)
     informative = generate_windows(300, seed=8, params=params)
-    noise = generate_windows(
-        300, seed=8, params=dataclasses.replace(params, volume_informative=False)
-    )
+    noise = generate_windows(300, seed=8, params=dataclasses.replace(params, volume_informative=False))
     np.testing.assert_array_equal(informative.bars[..., :4], noise.bars[..., :4])
 
     def pole_volume_lift(batch: SyntheticBatch) -> float:
@@ -251,8 +247,7 @@ def test_uninformative_volume_carries_no_pole() -> None:
         in_pole = (t >= start[rows, None]) & (t < stop[rows, None])
         before = t < start[rows, None]
         lifts = [
-            log_volume[r][in_pole[i]].mean() - log_volume[r][before[i]].mean()
-            for i, r in enumerate(rows)
+            log_volume[r][in_pole[i]].mean() - log_volume[r][before[i]].mean() for i, r in enumerate(rows)
         ]
         return float(np.mean(lifts))
 

@@ -1,0 +1,368 @@
+"""The streaming worker: the asyncio shell around ``BarPipeline`` and ``Scorer``.
+
+One place decides the order of work for every batch (``_process``):
+
+1. decode, aggregate and buffer each partition's records (``BarPipeline``);
+2. score every window that closed, in the scoring thread (``Scorer``), so the event loop
+   keeps heartbeats, fetching and metrics going;
+3. send the dead letters and the CNNOutput documents, then wait until the broker has
+   acknowledged all of them (``acks=all``);
+4. only then commit the batch's offsets: at-least-once delivery, and the output ``id`` lets
+   downstream deduplicate.
+
+Rebalances wait for the batch in flight (``_batch_lock``), so a revoked partition's offsets are
+committed before its state is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from bullflag_model.infer import BullFlagCNNInfer
+from consumer.config import Settings
+from consumer.http_server import HealthServer
+from consumer.metrics import WorkerMetrics
+from consumer.pipeline import BarPipeline, Windows
+from consumer.scoring import Scorer
+from consumer.ticks import Reject
+
+log = logging.getLogger("bullflag.worker")
+
+DEFAULT_THRESHOLD = 0.5
+BROKER_CHECK_INTERVAL_S = 2.0
+LAG_UPDATE_INTERVAL_S = 1.0
+SEND_RETRY_BACKOFF_S = 0.5
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by the consumer, the producer and admin clients."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.startswith("SASL"):
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": settings.sasl_password,
+        }
+    return options
+
+
+def dead_letter_headers(topic: str, record: ConsumerRecord, reject: Reject) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter record: why it was rejected and where it came from."""
+    return [
+        ("bullflag.reason", str(reject.reason).encode()),
+        ("bullflag.detail", reject.detail.encode()),
+        ("bullflag.source.topic", topic.encode()),
+        ("bullflag.source.partition", str(record.partition).encode()),
+        ("bullflag.source.offset", str(record.offset).encode()),
+    ]
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Hands partition moves to the worker (waiting for the batch in flight first)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.worker.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.worker.partitions_assigned(assigned)
+
+
+class Worker:
+    """Consumes the input topic, publishes CNNOutput documents and dead letters, commits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        infer: BullFlagCNNInfer | None = None,
+        consumer_options: dict[str, Any] | None = None,
+        producer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.infer = infer or BullFlagCNNInfer(
+            settings.checkpoint, enable_gradcam=settings.gradcam, threshold=DEFAULT_THRESHOLD
+        )
+        if settings.threshold is not None:
+            self.infer.threshold = settings.threshold
+        elif "serving_threshold" in self.infer.metadata:
+            self.infer.threshold = float(self.infer.metadata["serving_threshold"])
+        self.pipeline = BarPipeline(
+            settings.bar_interval_ms,
+            settings.allowed_lateness_ms,
+            input_kind="bars" if settings.input == "bars" else "ticks",
+            seq_len=self.infer.seq_len,
+            max_symbols=settings.max_symbols,
+            max_record_bytes=settings.max_record_bytes,
+        )
+        self.scorer = Scorer(
+            self.infer, settings.bar_interval, "signals-only" if settings.publish == "signals-only" else "all"
+        )
+        self.metrics = WorkerMetrics(model_version=self.infer.model_version, threshold=self.infer.threshold)
+        self._consumer_options = consumer_options or {}
+        self._producer_options = producer_options or {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bullflag-scoring")
+        self._batch_lock = asyncio.Lock()
+        self._assigned_once = False
+        self._broker_ok = True
+        self._failed = False
+        self._lag_updated = 0.0
+        self.health_server: HealthServer | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Serving: joined the group at least once and the broker answers."""
+        return self._assigned_once and self._broker_ok and not self._failed
+
+    def not_ready_reason(self) -> str:
+        """Why ``/readyz`` says 503."""
+        if self._failed:
+            return "worker failed"
+        if not self._assigned_once:
+            return "waiting for partition assignment"
+        return "broker unreachable" if not self._broker_ok else "ready"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, process batches until ``stop`` is set, then shut down cleanly."""
+        settings = self.settings
+        if settings.torch_threads > 0:
+            self._scoring.submit(torch.set_num_threads, settings.torch_threads).result()
+        self.health_server = HealthServer(
+            settings.metrics_host,
+            settings.metrics_port,
+            self.metrics,
+            health=lambda: not self._failed,
+            ready=lambda: self.ready,
+            not_ready_reason=self.not_ready_reason,
+        )
+        await self.health_server.start()
+        log.info("metrics and probes on %s", self.health_server.url)
+        try:
+            await self._run_clients(stop)
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            await self.health_server.stop()
+            self._scoring.shutdown(wait=True)
+
+    async def _run_clients(self, stop: asyncio.Event) -> None:
+        options = kafka_client_options(self.settings)
+        self._producer = AIOKafkaProducer(
+            **options,
+            acks="all",
+            linger_ms=5,
+            enable_idempotence=self.settings.enable_idempotence,
+            **self._producer_options,
+        )
+        self._consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._consumer_options,
+        )
+        await self._producer.start()
+        try:
+            self._consumer.subscribe([self.settings.ticks_topic], listener=_Rebalance(self))
+            await self._consumer.start()
+            try:
+                broker_check = asyncio.create_task(self._watch_broker(stop))
+                try:
+                    await self._consume(stop)
+                finally:
+                    broker_check.cancel()
+                    await asyncio.gather(broker_check, return_exceptions=True)
+            finally:
+                await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                fetch = asyncio.create_task(
+                    self._consumer.getmany(timeout_ms=500, max_records=self.settings.max_poll_records)
+                )
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    break
+                batch = fetch.result()
+                if batch:
+                    async with self._batch_lock:
+                        await self._process(batch)
+                await self._update_gauges()
+        finally:
+            stopping.cancel()
+            await asyncio.gather(stopping, return_exceptions=True)
+
+    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """One batch: pipeline -> scoring thread -> send and await acks -> commit."""
+        assert self._producer is not None
+        started = time.perf_counter()
+        deliveries: list[asyncio.Future[Any]] = []
+        windows: list[Windows] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            outcome = self.pipeline.process(
+                tp.partition, [r.value for r in records], [r.key for r in records]
+            )
+            self.metrics.record_consumed(tp.topic, len(records))
+            deliveries += await self._dead_letter(tp.topic, records, outcome.rejects)
+            self.metrics.record_duplicates(outcome.duplicates)
+            self.metrics.record_bars_closed(
+                trades=outcome.trade_bars, gap=outcome.gap_bars, newest_end_ms=outcome.newest_bar_end_ms
+            )
+            self.metrics.record_refused_symbols(len(outcome.refused_symbols))
+            windows.append(outcome.windows)
+            offsets[tp] = records[-1].offset + 1
+        to_score = Windows.concat(windows, self.pipeline.seq_len)
+        closed_at = time.perf_counter()
+        outputs = 0
+        if len(to_score):
+            loop = asyncio.get_running_loop()
+            scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
+            self.metrics.record_scoring(
+                scored.windows,
+                time.perf_counter() - closed_at,
+                signals=scored.signals,
+                gradcam_maps=scored.maps,
+            )
+            for symbol, value in zip(scored.symbols, scored.values, strict=True):
+                deliveries.append(await self._send(self.settings.signals_topic, symbol.encode(), value))
+            outputs = len(scored.values)
+        await self._await_deliveries(deliveries)
+        if outputs:
+            self.metrics.record_published(outputs)
+            self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - closed_at))
+        await self._commit(offsets)
+        self.metrics.observe_batch(time.perf_counter() - started)
+
+    async def _dead_letter(
+        self, topic: str, records: list[ConsumerRecord], rejects: list[Reject]
+    ) -> list[asyncio.Future[Any]]:
+        """Send each rejected record, unchanged, to the dead-letter topic with its reason."""
+        if not rejects:
+            return []
+        counts: dict[str, int] = {}
+        futures = []
+        for reject in rejects:
+            record = records[reject.index]
+            counts[str(reject.reason)] = counts.get(str(reject.reason), 0) + 1
+            futures.append(
+                await self._send(
+                    self.settings.dlq_topic,
+                    record.key,
+                    record.value,
+                    dead_letter_headers(topic, record, reject),
+                )
+            )
+        self.metrics.record_dead_letters(counts)
+        return futures
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Queue one record; the returned future resolves when the broker acknowledges it."""
+        assert self._producer is not None
+        return await self._producer.send(
+            topic, value=value, key=key, headers=headers if headers is not None else self.scorer.headers
+        )
+
+    async def _await_deliveries(self, deliveries: list[asyncio.Future[Any]]) -> None:
+        """Wait for every acknowledgement; nothing is committed before they all arrived."""
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            self.metrics.record_broker_error("produce")
+            raise failures[0]
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit offsets of the batch; a rebalance in between is logged, not fatal."""
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            self.metrics.record_commit(True)
+        except CommitFailedError as exc:
+            self.metrics.record_commit(False)
+            log.warning("commit failed during a rebalance; the batch will be re-read: %s", exc)
+
+    async def _update_gauges(self) -> None:
+        """Export lag (``highwater - position`` per partition) and symbol counts, once a second."""
+        now = time.monotonic()
+        if self._consumer is None or now - self._lag_updated < LAG_UPDATE_INTERVAL_S:
+            return
+        self._lag_updated = now
+        buffers = self.pipeline.buffers
+        warm = sum(int(buffers.warm(a.symbols).sum()) for a in self.pipeline.aggregators.values())
+        self.metrics.set_symbols(len(buffers), warm)
+        lags = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lags[tp.partition] = highwater - await self._consumer.position(tp)
+        self.metrics.set_lag(lags)
+
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """Keep ``ready`` in step with whether the broker answers a metadata request."""
+        assert self._producer is not None
+        while not stop.is_set():
+            try:
+                ok = await asyncio.wait_for(
+                    self._producer.client.force_metadata_update(), BROKER_CHECK_INTERVAL_S * 2
+                )
+            except (TimeoutError, KafkaError):
+                ok = False
+            if ok != self._broker_ok:
+                log.warning("broker %s", "reachable again" if ok else "unreachable")
+            self._broker_ok = bool(ok)
+            if not ok:
+                self.metrics.record_broker_error("metadata")
+            self.metrics.set_ready(self.ready)
+            await asyncio.sleep(BROKER_CHECK_INTERVAL_S)
+
+    async def partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        """Wait for the batch in flight (committed by then), then drop the partitions' state."""
+        async with self._batch_lock:
+            for tp in revoked:
+                self.pipeline.drop_partition(tp.partition)
+        log.info("revoked %s", sorted(tp.partition for tp in revoked))
+
+    async def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        """Record the new assignment; state starts empty (restored in a later step)."""
+        partitions = sorted(tp.partition for tp in assigned)
+        self._assigned_once = True
+        self.metrics.set_assignment(partitions)
+        self.metrics.set_ready(self.ready)
+        log.info("assigned %s", partitions)

@@ -1,0 +1,196 @@
+"""The worker against a real broker: ticks in, CNNOutput documents and dead letters out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import jsonschema
+import numpy as np
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bullflag_model.output import cnn_output_schema, output_id
+from consumer.config import Settings
+from consumer.pipeline import BarPipeline
+from consumer.worker import Worker
+from tests.integration.conftest import TopicFactory
+
+INTERVAL_MS = 1_000
+BARS = 215
+SYMBOLS = ("AAA", "BBB.X", "CCC:Y")
+START_MS = 1_732_550_400_000
+FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 100}
+
+
+def tick_records(seed: int = 0) -> list[tuple[bytes, bytes]]:
+    """Two ticks per bar per symbol, interleaved in event time, plus records that must be rejected."""
+    rng = np.random.default_rng(seed)
+    records = []
+    prices = dict.fromkeys(SYMBOLS, 100.0)
+    for bar in range(BARS):
+        for offset_ms in (100, 600):
+            for symbol in SYMBOLS:
+                prices[symbol] *= float(np.exp(rng.normal(0, 0.002)))
+                tick = {
+                    "symbol": symbol,
+                    "ts": START_MS + bar * INTERVAL_MS + offset_ms,
+                    "price": round(prices[symbol], 4),
+                    "size": int(rng.integers(1, 500)),
+                }
+                records.append((symbol.encode(), orjson.dumps(tick)))
+    records.insert(50, (b"AAA", b"{broken"))
+    records.insert(90, (b"BBB.X", orjson.dumps({"symbol": "AAA", "ts": START_MS, "price": 1.0})))
+    records.insert(400, (b"AAA", orjson.dumps({"symbol": "AAA", "ts": START_MS, "price": 1.0})))
+    return records
+
+
+def expected_bars(records: list[tuple[bytes, bytes]]) -> set[tuple[str, int]]:
+    """(symbol, bar_end_ts) of every window an uninterrupted worker scores, from the pure pipeline."""
+    pipeline = BarPipeline(INTERVAL_MS, 0)
+    windows = pipeline.process(0, [v for _, v in records], [k for k, _ in records]).windows
+    return {(s, int(end)) for s, end in zip(windows.symbols, windows.bar_end_ts, strict=True)}
+
+
+async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Any]:
+    """Records of ``topic`` from the start until ``expected`` arrived (or the timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            records += [r for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return records
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
+    """The group's committed offset, read by a non-member (manual assignment joins no group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        return await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def topics(topic_factory: TopicFactory) -> dict[str, str]:
+    return {"ticks": await topic_factory(1), "signals": await topic_factory(1), "dlq": await topic_factory(1)}
+
+
+def worker_settings(bootstrap: str, topics: dict[str, str], group_id: str, **overrides: Any) -> Settings:
+    return Settings(
+        bootstrap_servers=bootstrap,
+        ticks_topic=topics["ticks"],
+        signals_topic=topics["signals"],
+        dlq_topic=topics["dlq"],
+        group_id=group_id,
+        bar_interval="1s",
+        allowed_lateness="0s",
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        threshold=0.0,
+        **overrides,
+    )
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v) for k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def test_ticks_become_documents_dead_letters_and_commits(
+    kafka_bootstrap: str, topics: dict[str, str], group_id: str
+) -> None:
+    records = tick_records()
+    expected = expected_bars(records)
+    assert len(expected) == len(SYMBOLS) * (BARS - 200)
+    await produce(kafka_bootstrap, topics["ticks"], records)
+
+    worker = Worker(
+        worker_settings(kafka_bootstrap, topics, group_id),
+        consumer_options=FAST_CONSUMER,
+        producer_options={},
+    )
+    tp = TopicPartition(topics["ticks"], 0)
+    async with running(worker):
+        signals = await read_all(kafka_bootstrap, topics["signals"], len(expected))
+        await wait_for(lambda: worker.ready)
+        status, body = await asyncio.to_thread(http_get, worker.health_server.url + "/metrics")
+        assert status == 200
+        assert b"bullflag_outputs_published_total" in body
+        assert (await asyncio.to_thread(http_get, worker.health_server.url + "/readyz"))[0] == 200
+        for _ in range(100):
+            if await committed(kafka_bootstrap, group_id, tp) == len(records):
+                break
+            await asyncio.sleep(0.1)
+        assert await committed(kafka_bootstrap, group_id, tp) == len(records)
+
+    documents = [orjson.loads(r.value) for r in signals]
+    assert {(d["symbol"], d["bar_end_ts"]) for d in documents} == expected
+    assert len(documents) == len(expected)
+    validator = jsonschema.Draft202012Validator(cnn_output_schema())
+    for record, document in zip(signals, documents, strict=True):
+        validator.validate(document)
+        assert record.key == document["symbol"].encode()
+        assert dict(record.headers)["model_version"] == document["model_version"].encode()
+        assert document["id"] == output_id(
+            document["symbol"], "1s", document["bar_end_ts"], document["model_version"]
+        )
+        assert document["window_start_ts"] == document["bar_end_ts"] - 200 * INTERVAL_MS
+        assert document["activation_map"] is not None
+
+    dead = await read_all(kafka_bootstrap, topics["dlq"], 3)
+    reasons = sorted(dict(r.headers)["bullflag.reason"] for r in dead)
+    assert reasons == [b"invalid_json", b"key_mismatch", b"late"]
+    by_reason = {dict(r.headers)["bullflag.reason"]: r for r in dead}
+    assert by_reason[b"invalid_json"].value == b"{broken"
+    assert dict(by_reason[b"invalid_json"].headers)["bullflag.source.offset"] == b"50"
