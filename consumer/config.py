@@ -119,6 +119,14 @@ class Settings:
     allowed_lateness: str = setting(
         "5s", "How late (event time) a tick may arrive and still count.", parse_duration
     )
+    max_time_jump: str = setting(
+        "7d",
+        "Records this far ahead of their partition's newest event time are dead-lettered (future_ts).",
+        parse_duration,
+    )
+    max_clock_skew: str = setting(
+        "1h", "Records this far ahead of the wall clock are dead-lettered (future_ts).", parse_duration
+    )
     threshold: float | None = setting(
         None,
         "Signal threshold on sequence_score; empty: the checkpoint's serving threshold.",
@@ -161,6 +169,12 @@ class Settings:
     sasl_password: str = setting(
         "", "SASL password (prefer the environment variable to a flag).", secret=True
     )
+    ssl_cafile: str = setting("", "CA bundle to verify the brokers (SSL and SASL_SSL).")
+    ssl_certfile: str = setting("", "Client certificate for mutual TLS.")
+    ssl_keyfile: str = setting("", "Private key of the client certificate.")
+    log_format: str = setting(
+        "text", "Log lines as 'text' or 'json' (one object per line).", _choice("text", "json")
+    )
     enable_idempotence: bool = setting(
         False, "Idempotent producer (Apache Kafka; the embedded broker lacks it).", parse_bool
     )
@@ -174,6 +188,16 @@ class Settings:
     def allowed_lateness_ms(self) -> int:
         """Allowed lateness in milliseconds."""
         return parse_duration_ms(self.allowed_lateness)
+
+    @property
+    def max_time_jump_ms(self) -> int:
+        """``max_time_jump`` in milliseconds."""
+        return parse_duration_ms(self.max_time_jump)
+
+    @property
+    def max_clock_skew_ms(self) -> int:
+        """``max_clock_skew`` in milliseconds."""
+        return parse_duration_ms(self.max_clock_skew)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for the startup log."""

@@ -9,17 +9,22 @@ least 200 bars is scored, so what is published never depends on how records were
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from consumer.bars import AggregateResult, BarAggregator, ClosedBars
 from consumer.buffers import RingBuffers
-from consumer.ticks import Reject, TickDecoder
+from consumer.ticks import DecodedBars, DecodedTicks, Reject, RejectReason, TickDecoder
 
 InputKind = Literal["ticks", "bars"]
+Decoded = TypeVar("Decoded", DecodedTicks, DecodedBars)
+NO_TIME = np.iinfo(np.int64).min
+_FUTURE_PASSES = 8
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,13 @@ class BarPipeline:
         seq_len: int = 200,
         max_symbols: int = 100_000,
         max_record_bytes: int = 65_536,
+        max_time_jump_ms: int = 7 * 86_400_000,
+        max_clock_skew_ms: int = 3_600_000,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
+        self.max_time_jump_ms = max_time_jump_ms
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self.clock_ms = clock_ms
         self.interval_ms = interval_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.input_kind = input_kind
@@ -104,13 +115,48 @@ class BarPipeline:
     ) -> PartitionOutcome:
         """Run one partition's batch of records (values and keys in offset order)."""
         aggregator = self.aggregator(partition)
+        watermark = aggregator.watermark_ms
+        partition_max = NO_TIME if watermark is None else watermark + self.allowed_lateness_ms
         if self.input_kind == "ticks":
-            ticks = self.decoder.decode_ticks(values, keys)
+            ticks = self._drop_future(self.decoder.decode_ticks(values, keys), partition_max)
             decode_rejects, result = ticks.rejects, aggregator.add(ticks)
         else:
-            bars = self.decoder.decode_bars(values, keys)
+            bars = self._drop_future(self.decoder.decode_bars(values, keys), partition_max)
             decode_rejects, result = bars.rejects, aggregator.add_bars(bars)
         return self._outcome(decode_rejects, result)
+
+    def _drop_future(self, decoded: Decoded, partition_max: int) -> Decoded:
+        """Reject records too far ahead of the partition or the wall clock (``future_ts``).
+
+        One tick from the year 3000 would otherwise move the watermark past every open bar.
+        """
+        future = future_mask(
+            decoded.ts_ms, partition_max, self.max_time_jump_ms, self.clock_ms() + self.max_clock_skew_ms
+        )
+        if not future.any():
+            return decoded
+        keep = ~future
+        rejects = [
+            Reject(
+                int(decoded.index[i]), RejectReason.FUTURE_TS, f"ts {int(decoded.ts_ms[i])} is too far ahead"
+            )
+            for i in np.flatnonzero(future).tolist()
+        ]
+        columns = {
+            f.name: getattr(decoded, f.name)[keep]
+            for f in dataclasses.fields(decoded)
+            if isinstance(getattr(decoded, f.name), np.ndarray)
+        }
+        kept = np.flatnonzero(keep).tolist()
+        trade_id = getattr(decoded, "trade_id", None)
+        if trade_id is not None:
+            columns["trade_id"] = [trade_id[i] for i in kept]
+        return dataclasses.replace(
+            decoded,
+            symbols=[decoded.symbols[i] for i in kept],
+            rejects=sorted([*decoded.rejects, *rejects], key=lambda r: r.index),
+            **columns,
+        )
 
     def _outcome(self, decode_rejects: list[Reject], result: AggregateResult) -> PartitionOutcome:
         closed = result.bars
@@ -152,6 +198,39 @@ class BarPipeline:
         )
         appended = self.buffers.append(closed.symbols, closed.bar_start, closed.ohlcv())
         return windows, appended.refused
+
+
+def future_mask(ts: np.ndarray, partition_max: int, max_jump_ms: int, latest_allowed_ms: int) -> np.ndarray:
+    """bool[n]: records whose event time is too far ahead, judged in arrival order.
+
+    A record is too far ahead when its ``ts`` exceeds ``latest_allowed_ms`` (the wall clock
+    plus allowed skew) or the largest ``ts`` accepted before it (starting from
+    ``partition_max``) by more than ``max_jump_ms``. Rejected records do not move that
+    maximum, so a run of bad records is caught too.
+    """
+    future = ts > latest_allowed_ms
+    for _ in range(_FUTURE_PASSES):
+        accepted = np.where(future, NO_TIME, ts)
+        previous = np.maximum.accumulate(np.r_[partition_max, accepted])[:-1]
+        flagged = future | ((previous != NO_TIME) & (ts > previous + max_jump_ms))
+        if (flagged == future).all():
+            return future
+        future = flagged
+    return _future_mask_sequential(ts, partition_max, max_jump_ms, future)
+
+
+def _future_mask_sequential(
+    ts: np.ndarray, partition_max: int, max_jump_ms: int, future: np.ndarray
+) -> np.ndarray:
+    """The exact arrival-order rule as a loop, for the rare batch with long runs of bad records."""
+    result = future.copy()
+    highest = partition_max
+    for i, t in enumerate(ts.tolist()):
+        if result[i] or (highest != NO_TIME and t > highest + max_jump_ms):
+            result[i] = True
+        else:
+            highest = max(highest, t)
+    return result
 
 
 def _windows_ending_at_each_bar(

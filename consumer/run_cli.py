@@ -9,6 +9,7 @@ import os
 import signal
 
 from consumer.config import add_arguments, load_settings
+from consumer.logs import configure_logging
 from consumer.worker import Worker
 
 log = logging.getLogger("bullflag")
@@ -30,7 +31,7 @@ async def serve(worker: Worker) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load settings (flags > env > defaults), then serve until signalled."""
     settings = load_settings(args, os.environ)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     worker = Worker(settings)
     log.info("starting with %s", worker.settings.redacted())
     log.info("model %s, threshold %s", worker.infer.model_version, worker.infer.threshold)

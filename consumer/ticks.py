@@ -98,6 +98,7 @@ class RejectReason(StrEnum):
     BAD_VOLUME = "bad_volume"
     """Bar input: ``volume`` is not a finite number >= 0."""
     LATE = "late"
+    FUTURE_TS = "future_ts"
     """The tick's bar had already closed (set by :mod:`consumer.bars`)."""
     MAX_SYMBOLS = "max_symbols"
     """A new symbol beyond the configured symbol limit (set by bars / buffers callers)."""

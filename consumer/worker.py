@@ -17,9 +17,10 @@ committed before its state is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
@@ -42,7 +44,8 @@ log = logging.getLogger("bullflag.worker")
 DEFAULT_THRESHOLD = 0.5
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
-SEND_RETRY_BACKOFF_S = 0.5
+STARTUP_BACKOFF_INITIAL_S = 0.5
+STARTUP_BACKOFF_MAX_S = 30.0
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
@@ -52,6 +55,12 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
         "client_id": settings.client_id,
         "security_protocol": settings.security_protocol,
     }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.ssl_cafile or None,
+            certfile=settings.ssl_certfile or None,
+            keyfile=settings.ssl_keyfile or None,
+        )
     if settings.security_protocol.startswith("SASL"):
         options |= {
             "sasl_mechanism": settings.sasl_mechanism,
@@ -111,6 +120,8 @@ class Worker:
             seq_len=self.infer.seq_len,
             max_symbols=settings.max_symbols,
             max_record_bytes=settings.max_record_bytes,
+            max_time_jump_ms=settings.max_time_jump_ms,
+            max_clock_skew_ms=settings.max_clock_skew_ms,
         )
         self.scorer = Scorer(
             self.infer, settings.bar_interval, "signals-only" if settings.publish == "signals-only" else "all"
@@ -181,10 +192,12 @@ class Worker:
             auto_offset_reset="earliest",
             **self._consumer_options,
         )
-        await self._producer.start()
+        if not await _start_with_retries(self._producer.start, "producer", stop):
+            return
         try:
             self._consumer.subscribe([self.settings.ticks_topic], listener=_Rebalance(self))
-            await self._consumer.start()
+            if not await _start_with_retries(self._consumer.start, "consumer", stop):
+                return
             try:
                 broker_check = asyncio.create_task(self._watch_broker(stop))
                 try:
@@ -366,3 +379,38 @@ class Worker:
         self.metrics.set_assignment(partitions)
         self.metrics.set_ready(self.ready)
         log.info("assigned %s", partitions)
+
+
+async def _start_with_retries(start: Callable[[], Awaitable[None]], what: str, stop: asyncio.Event) -> bool:
+    """Call ``start`` until it connects (exponential backoff, one log line per failed attempt).
+
+    Returns False when ``stop`` was set before a connection succeeded.
+    """
+    delay = STARTUP_BACKOFF_INITIAL_S
+    attempt = 1
+    while not stop.is_set():
+        try:
+            with _quiet("aiokafka"):
+                await start()
+            return True
+        except KafkaConnectionError as exc:
+            log.warning(
+                "%s cannot reach the brokers (attempt %d, retrying in %.1fs): %s", what, attempt, delay, exc
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, STARTUP_BACKOFF_MAX_S)
+        attempt += 1
+    return False
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library logger below CRITICAL for a moment (our own line says what failed)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

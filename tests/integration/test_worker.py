@@ -23,18 +23,41 @@ from tests.integration.conftest import TopicFactory
 INTERVAL_MS = 1_000
 BARS = 215
 SYMBOLS = ("AAA", "BBB.X", "CCC:Y")
+QUIET = "QUIET"
+QUIET_LAST_BAR = 207
+BAD_RECORDS: list[tuple[bytes | None, bytes | None, str]] = [
+    (b"AAA", b"{broken", "invalid_json"),
+    (b"AAA", b"\xff\xfe not utf-8", "invalid_json"),
+    (b"AAA", b'{"symbol": "AAA", "ts": 1732550400000, "price": 1e400}', "invalid_json"),
+    (b"AAA", b"[1, 2, 3]", "not_object"),
+    (b"AAA", b'{"symbol": "AAA", "price": 1.0}', "missing_field"),
+    (b"AAA", b'{"symbol": "AAA", "ts": 1732550400000, "price": "1.0"}', "bad_price"),
+    (b"AAA", b'{"symbol": "AAA", "ts": 1732550400000, "price": -3.0}', "bad_price"),
+    (b"AAA", b'{"symbol": "AAA", "ts": 1732550400000, "price": 1.0, "size": -1}', "bad_size"),
+    (b"", b'{"symbol": "", "ts": 1732550400000, "price": 1.0}', "bad_symbol"),
+    (b"X" * 40, b'{"symbol": "' + b"X" * 40 + b'", "ts": 1732550400000, "price": 1.0}', "bad_symbol"),
+    (b"BBB.X", b'{"symbol": "AAA", "ts": 1732550400000, "price": 1.0}', "key_mismatch"),
+    (
+        b"AAA",
+        b'{"symbol": "AAA", "ts": 1732550400000, "price": 1.0, "pad": "' + b"x" * 70_000 + b'"}',
+        "too_large",
+    ),
+    (b"AAA", b'{"symbol": "AAA", "ts": "3000-01-01T00:00:00Z", "price": 1.0}', "future_ts"),
+    (b"AAA", b'{"symbol": "AAA", "ts": "2024-11-25T16:00:00", "price": 1.0}', "bad_ts"),
+    (b"AAA", None, "null_value"),
+]
 START_MS = 1_732_550_400_000
 FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 100}
 
 
-def tick_records(seed: int = 0) -> list[tuple[bytes, bytes]]:
+def tick_records(seed: int = 0) -> list[tuple[bytes | None, bytes | None]]:
     """Two ticks per bar per symbol, interleaved in event time, plus records that must be rejected."""
     rng = np.random.default_rng(seed)
-    records = []
-    prices = dict.fromkeys(SYMBOLS, 100.0)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    prices = dict.fromkeys((*SYMBOLS, QUIET), 100.0)
     for bar in range(BARS):
         for offset_ms in (100, 600):
-            for symbol in SYMBOLS:
+            for symbol in (*SYMBOLS, QUIET) if bar <= QUIET_LAST_BAR else SYMBOLS:
                 prices[symbol] *= float(np.exp(rng.normal(0, 0.002)))
                 tick = {
                     "symbol": symbol,
@@ -43,13 +66,19 @@ def tick_records(seed: int = 0) -> list[tuple[bytes, bytes]]:
                     "size": int(rng.integers(1, 500)),
                 }
                 records.append((symbol.encode(), orjson.dumps(tick)))
-    records.insert(50, (b"AAA", b"{broken"))
-    records.insert(90, (b"BBB.X", orjson.dumps({"symbol": "AAA", "ts": START_MS, "price": 1.0})))
-    records.insert(400, (b"AAA", orjson.dumps({"symbol": "AAA", "ts": START_MS, "price": 1.0})))
+    for position, (key, value, _) in enumerate(BAD_RECORDS):
+        records.insert(50 + 7 * position, (key, value))
+    records.insert(600, (b"AAA", orjson.dumps({"symbol": "AAA", "ts": START_MS, "price": 1.0})))
     return records
 
 
-def expected_bars(records: list[tuple[bytes, bytes]]) -> set[tuple[str, int]]:
+def expected_dead_letters() -> list[tuple[int, str]]:
+    """(offset, reason) of every record the worker must dead-letter."""
+    reasons = [(50 + 7 * position, reason) for position, (_, _, reason) in enumerate(BAD_RECORDS)]
+    return sorted([*reasons, (600, "late")])
+
+
+def expected_bars(records: list[tuple[bytes | None, bytes | None]]) -> set[tuple[str, int]]:
     """(symbol, bar_end_ts) of every window an uninterrupted worker scores, from the pure pipeline."""
     pipeline = BarPipeline(INTERVAL_MS, 0)
     windows = pipeline.process(0, [v for _, v in records], [k for k, _ in records]).windows
@@ -127,7 +156,7 @@ def worker_settings(bootstrap: str, topics: dict[str, str], group_id: str, **ove
     )
 
 
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5
     )
@@ -152,7 +181,9 @@ async def test_ticks_become_documents_dead_letters_and_commits(
 ) -> None:
     records = tick_records()
     expected = expected_bars(records)
-    assert len(expected) == len(SYMBOLS) * (BARS - 200)
+    quiet_last_end = START_MS + (QUIET_LAST_BAR + 1) * INTERVAL_MS
+    assert (QUIET, quiet_last_end) in expected, "the quiet symbol's last bar closes by watermark"
+    assert len(expected) == len(SYMBOLS) * (BARS - 200) + QUIET_LAST_BAR + 1 - 199
     await produce(kafka_bootstrap, topics["ticks"], records)
 
     worker = Worker(
@@ -188,9 +219,13 @@ async def test_ticks_become_documents_dead_letters_and_commits(
         assert document["window_start_ts"] == document["bar_end_ts"] - 200 * INTERVAL_MS
         assert document["activation_map"] is not None
 
-    dead = await read_all(kafka_bootstrap, topics["dlq"], 3)
-    reasons = sorted(dict(r.headers)["bullflag.reason"] for r in dead)
-    assert reasons == [b"invalid_json", b"key_mismatch", b"late"]
-    by_reason = {dict(r.headers)["bullflag.reason"]: r for r in dead}
-    assert by_reason[b"invalid_json"].value == b"{broken"
-    assert dict(by_reason[b"invalid_json"].headers)["bullflag.source.offset"] == b"50"
+    dead = await read_all(kafka_bootstrap, topics["dlq"], len(expected_dead_letters()))
+    headers = [dict(r.headers) for r in dead]
+    got = sorted((int(h["bullflag.source.offset"]), h["bullflag.reason"].decode()) for h in headers)
+    assert got == expected_dead_letters()
+    for record, header in zip(dead, headers, strict=True):
+        original_key, original_value = records[int(header["bullflag.source.offset"])]
+        assert (record.key, record.value) == (original_key, original_value)
+        assert header["bullflag.source.topic"] == topics["ticks"].encode()
+        assert header["bullflag.source.partition"] == b"0"
+        assert header["bullflag.detail"]

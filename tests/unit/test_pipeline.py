@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.bars import BarAggregator
-from consumer.pipeline import BarPipeline, Windows
+from consumer.pipeline import NO_TIME, BarPipeline, Windows, future_mask
 
 SEQ_LEN = 5
 INTERVAL = 1_000
@@ -89,3 +89,38 @@ def test_dropping_a_partition_frees_its_symbols() -> None:
     assert len(pipeline.buffers) == 4
     assert pipeline.drop_partition(0) == 4
     assert len(pipeline.buffers) == 0
+
+
+def sequential_future(ts: list[int], partition_max: int, jump: int, latest: int) -> list[bool]:
+    """The rule, one record at a time."""
+    out, highest = [], partition_max
+    for t in ts:
+        bad = t > latest or (highest != NO_TIME and t > highest + jump)
+        out.append(bad)
+        highest = highest if bad else max(highest, t)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.lists(st.integers(0, 10_000), max_size=40),
+    partition_max=st.one_of(st.just(NO_TIME), st.integers(0, 5_000)),
+    jump=st.integers(0, 3_000),
+    latest=st.integers(0, 12_000),
+)
+def test_future_mask_equals_the_sequential_rule(
+    ts: list[int], partition_max: int, jump: int, latest: int
+) -> None:
+    mask = future_mask(np.array(ts, dtype=np.int64), partition_max, jump, latest)
+    assert mask.tolist() == sequential_future(ts, partition_max, jump, latest)
+
+
+def test_a_tick_from_the_year_3000_closes_nothing() -> None:
+    values, keys = tick_stream(seed=4, n=300, symbols=2)
+    far = orjson.dumps({"symbol": "S0", "ts": 32_503_680_000_000, "price": 10.0})
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    reference = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    outcome = pipeline.process(0, [*values[:150], far, *values[150:]], [*keys[:150], b"S0", *keys[150:]])
+    expected = reference.process(0, values, keys)
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(150, "future_ts"), (151, "invalid_json")]
+    assert by_bar(outcome.windows).keys() == by_bar(expected.windows).keys()
