@@ -1,0 +1,242 @@
+"""Worker throughput and bar-close-to-publish latency, against the embedded broker.
+
+Run: ``python -m benchmarks.bench_worker`` (``--help`` for sizes). Three measurements:
+
+- ``inprocess``: decode + validate + aggregate + buffer (``BarPipeline.process``), no broker;
+- ``end_to_end``: N ticks of S symbols produced to a 4-partition topic first, then one worker
+  consumes them all (validation, DLQ routing and scoring on); ticks/s and CPU us per tick;
+- ``latency``: S warm symbols close a bar at the same moment; the worker's own
+  bar-close-to-acknowledgement latencies (p50/p99), Grad-CAM on about 10 % of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from benchmarks.report import print_table, write_json
+from bullflag_model.features import build_features
+from bullflag_model.infer import BullFlagCNNInfer
+from consumer.config import Settings
+from consumer.embedded_broker import EmbeddedBroker
+from consumer.pipeline import BarPipeline
+from consumer.topics import TopicSpec, ensure_topics
+from consumer.worker import Worker
+
+INTERVAL_MS = 60_000
+START_MS = 1_732_550_400_000
+PARTITIONS = 4
+FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
+
+
+def tick_values(
+    symbols: int, ticks_per_bar: int, bars: int, first_bar: int = 0, seed: int = 0
+) -> list[bytes]:
+    """JSON ticks for ``symbols`` symbols, ``ticks_per_bar`` per bar, bars in event-time order."""
+    rng = np.random.default_rng(seed)
+    names = [f"SYM{i:05d}" for i in range(symbols)]
+    values = []
+    for bar in range(first_bar, first_bar + bars):
+        for k in range(ticks_per_bar):
+            ts = START_MS + bar * INTERVAL_MS + (k + 1) * INTERVAL_MS // (ticks_per_bar + 1)
+            prices = 100.0 * np.exp(rng.normal(0.0, 0.002, symbols))
+            values += [
+                orjson.dumps({"symbol": name, "ts": ts, "price": round(float(p), 4), "size": 100})
+                for name, p in zip(names, prices, strict=True)
+            ]
+    return values
+
+
+def symbol_of(value: bytes) -> bytes:
+    """The symbol of a tick made by ``tick_values`` (its fixed-width name), used as the key."""
+    start = value.index(b'"symbol":"') + 10
+    return value[start : start + 8]
+
+
+def bench_inprocess(symbols: int, ticks: int, batch: int = 10_000) -> dict[str, float]:
+    """Ticks/s of ``BarPipeline.process`` (decode, validate, aggregate, buffer, windows)."""
+    bars = max(2, ticks // (symbols * 4))
+    values = tick_values(symbols, 4, bars)
+    keys = [symbol_of(v) for v in values]
+    pipeline = BarPipeline(INTERVAL_MS, 5_000)
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    for lo in range(0, len(values), batch):
+        pipeline.process(0, values[lo : lo + batch], keys[lo : lo + batch])
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    return {
+        "ticks": len(values),
+        "ticks_per_s": len(values) / wall,
+        "cpu_us_per_tick": cpu / len(values) * 1e6,
+    }
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Produce keyed ticks with batching (futures gathered, never awaited one by one)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=symbol_of(v), value=v) for v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(bootstrap: str, name: str, threshold: float) -> AsyncIterator[Worker]:
+    """A worker on fresh topics ``name``.*, started, yielded, and stopped cleanly."""
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        ticks_topic=f"{name}.ticks",
+        signals_topic=f"{name}.signals",
+        dlq_topic=f"{name}.dlq",
+        group_id=f"{name}.group",
+        bar_interval="1m",
+        allowed_lateness="5s",
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        threshold=threshold,
+    )
+    await ensure_topics(
+        bootstrap,
+        [
+            TopicSpec(settings.ticks_topic, PARTITIONS),
+            TopicSpec(settings.signals_topic, PARTITIONS),
+            TopicSpec(settings.dlq_topic, 1),
+        ],
+    )
+    worker = Worker(settings, consumer_options=FAST_CONSUMER)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+
+
+def consumed(worker: Worker) -> float:
+    value = worker.metrics.registry.get_sample_value(
+        "bullflag_records_consumed_total", {"topic": worker.settings.ticks_topic}
+    )
+    return value or 0.0
+
+
+async def wait_consumed(worker: Worker, target: int, timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while consumed(worker) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"consumed {consumed(worker)} of {target} records")
+        await asyncio.sleep(0.005)
+
+
+async def bench_end_to_end(bootstrap: str, symbols: int, ticks: int, threshold: float) -> dict[str, float]:
+    """Prefill the topic, then time one worker from its first record to the last one processed."""
+    name = f"e2e-{symbols}-{time.time_ns()}"
+    values = tick_values(symbols, 4, max(2, ticks // (symbols * 4)))
+    async with running_worker(bootstrap, name, threshold) as worker:
+        await produce(bootstrap, worker.settings.ticks_topic, values)
+        await wait_consumed(worker, 1)
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        await wait_consumed(worker, len(values))
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    return {
+        "ticks": len(values),
+        "ticks_per_s": len(values) / wall,
+        "cpu_us_per_tick": cpu / len(values) * 1e6,
+    }
+
+
+async def bench_latency(bootstrap: str, symbols: int) -> dict[str, float]:
+    """Warm ``symbols`` symbols, then close one bar of each at once; latencies from the worker."""
+    name = f"lat-{symbols}-{time.time_ns()}"
+    warm = tick_values(symbols, 1, 201)
+    probe = BullFlagCNNInfer()
+    threshold = threshold_for_share(probe, symbols, 0.10)
+    async with running_worker(bootstrap, name, threshold) as worker:
+        latencies: list[np.ndarray] = []
+        observe = worker.metrics.observe_latencies
+
+        def record(seconds: np.ndarray) -> None:
+            latencies.append(np.asarray(seconds, dtype=np.float64))
+            observe(seconds)
+
+        worker.metrics.observe_latencies = record  # type: ignore[method-assign]
+        await produce(bootstrap, worker.settings.ticks_topic, warm)
+        await wait_consumed(worker, len(warm))
+        await asyncio.sleep(0.5)
+        latencies.clear()
+        closing = tick_values(symbols, 1, 1, first_bar=201, seed=1)
+        await produce(bootstrap, worker.settings.ticks_topic, closing)
+        await wait_consumed(worker, len(warm) + len(closing))
+        deadline = time.monotonic() + 60
+        while sum(map(len, latencies)) < symbols and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    values = np.concatenate(latencies) if latencies else np.zeros(0)
+    return {
+        "symbols": symbols,
+        "outputs": int(values.size),
+        "p50_ms": float(np.percentile(values, 50) * 1e3) if values.size else float("nan"),
+        "p99_ms": float(np.percentile(values, 99) * 1e3) if values.size else float("nan"),
+        "threshold": threshold,
+    }
+
+
+def threshold_for_share(infer: BullFlagCNNInfer, symbols: int, share: float) -> float:
+    """A threshold that about ``share`` of the benchmark's windows reach (so ~share get a map)."""
+    rng = np.random.default_rng(0)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.002, (min(symbols, 512), 200)), axis=1))
+    bars = np.stack([close, close, close, close, np.full_like(close, 100.0)], axis=-1)
+    scores = infer.score(build_features(bars)).sequence
+    return float(np.quantile(scores, 1.0 - share))
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    results: dict[str, object] = {
+        "inprocess": [bench_inprocess(s, args.inprocess_ticks) | {"symbols": s} for s in args.symbols]
+    }
+    async with EmbeddedBroker() as broker:
+        results["end_to_end"] = [
+            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, threshold=0.9) | {"symbols": s}
+            for s in args.symbols
+        ]
+        results["latency"] = [await bench_latency(broker.bootstrap, s) for s in args.latency_symbols]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--inprocess-ticks", type=int, default=1_000_000)
+    parser.add_argument("--e2e-ticks", type=int, default=1_000_000)
+    parser.add_argument("--latency-symbols", type=int, nargs="+", default=[1, 100, 1_000, 10_000])
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    print_table(
+        ["symbols", "in-process ticks/s", "CPU us/tick", "end-to-end ticks/s", "CPU us/tick"],
+        [
+            [a["symbols"], a["ticks_per_s"], a["cpu_us_per_tick"], b["ticks_per_s"], b["cpu_us_per_tick"]]
+            for a, b in zip(results["inprocess"], results["end_to_end"], strict=True)  # type: ignore[arg-type]
+        ],
+    )
+    print_table(
+        ["symbols closing at once", "outputs", "p50 ms", "p99 ms"],
+        [[r["symbols"], r["outputs"], r["p50_ms"], r["p99_ms"]] for r in results["latency"]],  # type: ignore[index,union-attr]
+    )
+    print(f"written {write_json('worker', results)}")
+
+
+if __name__ == "__main__":
+    main()
