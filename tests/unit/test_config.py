@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from consumer.config import (
     parse_duration_ms,
     settings_markdown,
 )
+from consumer.metrics import WorkerMetrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -79,3 +81,11 @@ def test_cli_stops_on_a_bad_setting_with_one_line(capsys: pytest.CaptureFixture[
 
 def test_readme_settings_table_is_generated_from_the_code() -> None:
     assert settings_markdown() in README.read_text(), "run `bullflag settings --markdown` into the README"
+
+
+def test_readme_lists_every_metric() -> None:
+    body, _ = WorkerMetrics(model_version="m", threshold=0.5).render()
+    names = set(re.findall(r"^# HELP (\S+) ", body.decode(), re.MULTILINE))
+    readme = README.read_text()
+    assert names, "the registry exposes metrics"
+    assert {name for name in names if f"`{name}`" not in readme} == set()
