@@ -62,6 +62,7 @@ def test_reason_codes_are_stable() -> None:
         "bad_ohlc",
         "bad_volume",
         "late",
+        "future_ts",
         "max_symbols",
     ]
 
