@@ -19,6 +19,10 @@ COMMAND_MODULES = (
     "consumer.demo",
     "consumer.run_cli",
     "consumer.settings_cli",
+    "consumer.replay",
+    "consumer.broker_cli",
+    "bullflag_model.train",
+    "bullflag_model.evaluate",
 )
 
 
