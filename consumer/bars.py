@@ -282,6 +282,32 @@ class BarAggregator:
         """Number of symbols with an open bar."""
         return int(self._state.is_open[: len(self._names)].sum())
 
+    def ids_of(self, symbols: Sequence[str]) -> np.ndarray:
+        """int64[n] symbol id of each symbol, -1 for symbols this aggregator has not seen."""
+        return np.fromiter(map(self._index.get, symbols, repeat(-1)), np.int64, len(symbols))
+
+    def open_starts(self) -> np.ndarray:
+        """int64[symbols]: each symbol's open bar start by symbol id, ``NO_BAR`` where none is open."""
+        n = len(self._names)
+        return np.where(self._state.is_open[:n], self._state.start[:n], NO_BAR)
+
+    def seed(self, symbols: Sequence[str], bar_start: np.ndarray, close: np.ndarray) -> None:
+        """Record each symbol's last closed bar (start, close), e.g. from restored ring buffers.
+
+        Later ticks of that bar or older ones are then ``late``, and gap bars after it are
+        filled at its close, exactly as if the bars had been aggregated here.
+        """
+        sid = self._symbol_ids(list(symbols))
+        if (sid < 0).any():
+            raise ValueError(f"cannot seed {len(symbols)} symbols beyond max_symbols={self.max_symbols}")
+        state = self._state
+        state.start[sid] = bar_start
+        state.is_open[sid] = False
+        for name in _State.FLOATS[:4]:
+            getattr(state, name)[sid] = close
+        state.volume[sid] = 0.0
+        state.count[sid] = 0
+
     def add(self, ticks: DecodedTicks) -> AggregateResult:
         """Aggregate one batch of decoded ticks; returns the bars closed by it."""
         fragments = _Fragments(
@@ -492,7 +518,8 @@ class BarAggregator:
         return out
 
     def _behind(self, sid: np.ndarray, bar: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """bool[n]: ticks whose bar is before their symbol's latest bar so far (arrival order).
+        """bool[n]: ticks whose bar is before their symbol's latest bar so far (arrival order),
+        or is that bar when it has already closed.
 
         The latest bar is the running maximum, per symbol, of the stored bar and the bars of
         earlier ticks. ``order`` groups ticks by symbol, keeping arrival order within a symbol.
@@ -503,7 +530,10 @@ class BarAggregator:
         np.not_equal(s_sid[1:], s_sid[:-1], out=first[1:])
         previous = np.empty(n, dtype=np.int64)
         previous[1:] = s_bar[:-1]
-        previous[first] = self._state.start[s_sid[first]]
+        stored = s_sid[first]
+        # A closed latest bar (closed by the watermark, or seeded) admits no more ticks itself.
+        closed = ~self._state.is_open[stored] & (self._state.start[stored] != NO_BAR)
+        previous[first] = self._state.start[stored] + closed
         behind = np.zeros(n, dtype=bool)
         if (s_bar >= previous).all():
             return behind

@@ -190,17 +190,27 @@ class RingBuffers:
         on bytes that are not a valid snapshot.
         """
         starts, bars, total = _decode(data)
-        keep = min(len(starts), self.capacity)
+        return self.restore_bars(symbol, starts, bars, total)
+
+    def restore_bars(
+        self, symbol: str, bar_start: np.ndarray, ohlcv: np.ndarray, total: int | None = None
+    ) -> int:
+        """Replace ``symbol``'s buffer with bars oldest first (``bar_start`` int64[n], ``ohlcv`` [n, 5]).
+
+        ``total`` is the number of bars the symbol ever had (default n). Keeps the newest
+        ``capacity``. Returns the slot, or -1 when the symbol is new and ``max_symbols`` is reached.
+        """
+        keep = min(len(bar_start), self.capacity)
         slots, _ = self._assign([symbol])
         slot = int(slots[0])
         if slot < 0:
             return slot
         self._clear(slot)
-        self._start[slot, :keep] = starts[len(starts) - keep :]
-        self._bars[slot, :keep] = bars[len(bars) - keep :]
+        self._start[slot, :keep] = bar_start[len(bar_start) - keep :]
+        self._bars[slot, :keep] = ohlcv[len(ohlcv) - keep :]
         self._position[slot] = keep % self.capacity
-        self._count[slot] = total
-        self._latest[slot] = starts[-1] if len(starts) else EMPTY_START
+        self._count[slot] = len(bar_start) if total is None else total
+        self._latest[slot] = bar_start[-1] if len(bar_start) else EMPTY_START
         return slot
 
     def _assign(self, symbols: Sequence[str]) -> tuple[np.ndarray, list[str]]:

@@ -17,8 +17,9 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from consumer.bars import AggregateResult, BarAggregator, ClosedBars
+from consumer.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBars
 from consumer.buffers import RingBuffers
+from consumer.state import RestoredPartition
 from consumer.ticks import DecodedBars, DecodedTicks, Reject, RejectReason, TickDecoder
 
 InputKind = Literal["ticks", "bars"]
@@ -57,8 +58,23 @@ class Windows:
 
 
 @dataclass(frozen=True)
+class StoredBars:
+    """Bars appended to the ring buffers by one batch (what the state changelog must record)."""
+
+    symbols: list[str]
+    bar_start: np.ndarray
+    ohlcv: np.ndarray
+
+
+@dataclass(frozen=True)
 class PartitionOutcome:
-    """What one partition's records produced: dead letters, counts, and windows to score."""
+    """What one partition's records produced: dead letters, counts, windows, state to save.
+
+    ``commit`` is the offset to commit once all of it is acknowledged: the first tick of the
+    oldest bar still open (its ticks must be read again after a restart), or the batch end;
+    ``mark`` is the partition's highest event time before ``commit`` (None before any).
+    ``replayed`` counts dead letters not sent again because a run before a restart sent them.
+    """
 
     rejects: list[Reject]
     duplicates: int
@@ -66,7 +82,30 @@ class PartitionOutcome:
     gap_bars: int
     refused_symbols: list[str]
     windows: Windows
+    stored: StoredBars
+    commit: int
+    mark: int | None
+    replayed: int = 0
     newest_bar_end_ms: int | None = field(default=None)
+
+
+@dataclass
+class _Progress:
+    """Per partition: where each open bar's first tick is, and how far a restart must replay.
+
+    ``first_offset`` / ``mark`` int64[symbols] by aggregator symbol id: offset of the first
+    tick of the symbol's open bar, and the highest event time before that tick.
+    """
+
+    first_offset: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    mark: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    replay_until: int = -1
+
+    def grow(self, n: int) -> None:
+        if n > len(self.first_offset):
+            extra = n - len(self.first_offset)
+            self.first_offset = np.r_[self.first_offset, np.zeros(extra, dtype=np.int64)]
+            self.mark = np.r_[self.mark, np.full(extra, NO_TIME, dtype=np.int64)]
 
 
 class BarPipeline:
@@ -96,6 +135,7 @@ class BarPipeline:
         self.decoder = TickDecoder(max_bytes=max_record_bytes)
         self.buffers = RingBuffers(capacity=seq_len, max_symbols=max_symbols)
         self.aggregators: dict[int, BarAggregator] = {}
+        self.progress: dict[int, _Progress] = {}
 
     def aggregator(self, partition: int) -> BarAggregator:
         """The partition's aggregator, created on first use."""
@@ -108,22 +148,114 @@ class BarPipeline:
     def drop_partition(self, partition: int) -> int:
         """Forget a revoked partition's bars and buffers; returns the symbols dropped."""
         aggregator = self.aggregators.pop(partition, None)
+        self.progress.pop(partition, None)
         return self.buffers.remove(aggregator.symbols) if aggregator is not None else 0
 
-    def process(
-        self, partition: int, values: Sequence[bytes | None], keys: Sequence[bytes | None]
-    ) -> PartitionOutcome:
-        """Run one partition's batch of records (values and keys in offset order)."""
+    def restore_partition(self, partition: int, restored: RestoredPartition, committed: int | None) -> int:
+        """Load a partition's saved bars before its records are read again from ``committed``.
+
+        Buffers get the saved bars; the aggregator learns each symbol's last closed bar and the
+        event time reached before ``committed``; records before the checkpoint's end were fully
+        handled before the restart, so their dead letters are not sent again. Returns the
+        number of symbols restored.
+        """
+        self.drop_partition(partition)
         aggregator = self.aggregator(partition)
+        progress = self.progress.setdefault(partition, _Progress())
+        if restored.symbols:
+            for symbol, starts, bars in zip(
+                restored.symbols, restored.bar_start, restored.ohlcv, strict=True
+            ):
+                self.buffers.restore_bars(symbol, starts, bars)
+            last = np.array([starts[-1] for starts in restored.bar_start], dtype=np.int64)
+            close = np.array([bars[-1, 3] for bars in restored.ohlcv])
+            aggregator.seed(restored.symbols, last, close)
+        checkpoint = restored.checkpoint
+        if checkpoint is not None:
+            mark = checkpoint.mark_for(committed)
+            if mark is not None:
+                aggregator.advance_watermark(mark)
+            progress.replay_until = checkpoint.end
+        return len(restored.symbols)
+
+    def process(
+        self,
+        partition: int,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        offsets: np.ndarray | None = None,
+    ) -> PartitionOutcome:
+        """Run one partition's batch of records (values, keys and offsets in offset order).
+
+        ``offsets`` int64[n] default to 0..n-1 (for callers without Kafka offsets).
+        """
+        offsets = np.arange(len(values), dtype=np.int64) if offsets is None else np.asarray(offsets, np.int64)
+        aggregator = self.aggregator(partition)
+        progress = self.progress.setdefault(partition, _Progress())
         watermark = aggregator.watermark_ms
         partition_max = NO_TIME if watermark is None else watermark + self.allowed_lateness_ms
+        open_before = aggregator.open_starts()
+        decoded: DecodedTicks | DecodedBars
         if self.input_kind == "ticks":
-            ticks = self._drop_future(self.decoder.decode_ticks(values, keys), partition_max)
-            decode_rejects, result = ticks.rejects, aggregator.add(ticks)
+            decoded = self._drop_future(self.decoder.decode_ticks(values, keys), partition_max)
+            result = aggregator.add(decoded)
         else:
-            bars = self._drop_future(self.decoder.decode_bars(values, keys), partition_max)
-            decode_rejects, result = bars.rejects, aggregator.add_bars(bars)
-        return self._outcome(decode_rejects, result)
+            decoded = self._drop_future(self.decoder.decode_bars(values, keys), partition_max)
+            result = aggregator.add_bars(decoded)
+        rejects = sorted([*decoded.rejects, *result.rejects], key=lambda r: r.index)
+        self._track_open_bars(aggregator, progress, decoded, result, open_before, partition_max, offsets)
+        commit, mark = self._commit_point(aggregator, progress, int(offsets[-1]) + 1 if len(offsets) else 0)
+        fresh = [r for r in rejects if offsets[r.index] >= progress.replay_until]
+        return self._outcome(fresh, len(rejects) - len(fresh), result, commit, mark)
+
+    def _track_open_bars(
+        self,
+        aggregator: BarAggregator,
+        progress: _Progress,
+        decoded: DecodedTicks | DecodedBars,
+        result: AggregateResult,
+        open_before: np.ndarray,
+        partition_max: int,
+        offsets: np.ndarray,
+    ) -> None:
+        """Record, for bars opened by this batch, the offset of their first tick and the mark.
+
+        The mark is the highest event time of the records before that tick (the ones the
+        aggregator counted: not refused for ``max_symbols``).
+        """
+        open_after = aggregator.open_starts()
+        progress.grow(len(open_after))
+        before = np.full(len(open_after), NO_BAR, dtype=np.int64)
+        before[: len(open_before)] = open_before
+        opened = (open_after != NO_BAR) & (open_after != before)
+        if not opened.any() or not len(decoded.symbols):
+            return
+        sid = aggregator.ids_of(decoded.symbols)
+        refused = {r.index for r in result.rejects if r.reason == RejectReason.MAX_SYMBOLS}
+        counted = np.ones(len(sid), dtype=bool) if not refused else ~np.isin(decoded.index, list(refused))
+        late = {r.index for r in result.rejects}
+        accepted = counted & ~np.isin(decoded.index, list(late)) if late else counted
+        ts = decoded.ts_ms
+        prior = np.maximum.accumulate(np.r_[partition_max, np.where(counted, ts, NO_TIME)])[:-1]
+        bar = ts // self.interval_ms * self.interval_ms
+        valid = accepted & (sid >= 0)
+        starts_bar = valid & opened[np.maximum(sid, 0)] & (bar == open_after[np.maximum(sid, 0)])
+        rows = np.flatnonzero(starts_bar)
+        symbols, first = np.unique(sid[rows], return_index=True)
+        progress.first_offset[symbols] = offsets[decoded.index[rows[first]]]
+        progress.mark[symbols] = prior[rows[first]]
+
+    def _commit_point(
+        self, aggregator: BarAggregator, progress: _Progress, end: int
+    ) -> tuple[int, int | None]:
+        """(offset to commit, highest event time before it) for the partition after a batch."""
+        open_now = aggregator.open_starts() != NO_BAR
+        if open_now.any():
+            oldest = np.flatnonzero(open_now)[np.argmin(progress.first_offset[: len(open_now)][open_now])]
+            mark = int(progress.mark[oldest])
+            return int(progress.first_offset[oldest]), None if mark == NO_TIME else mark
+        watermark = aggregator.watermark_ms
+        return end, None if watermark is None else watermark + self.allowed_lateness_ms
 
     def _drop_future(self, decoded: Decoded, partition_max: int) -> Decoded:
         """Reject records too far ahead of the partition or the wall clock (``future_ts``).
@@ -158,25 +290,32 @@ class BarPipeline:
             **columns,
         )
 
-    def _outcome(self, decode_rejects: list[Reject], result: AggregateResult) -> PartitionOutcome:
+    def _outcome(
+        self, rejects: list[Reject], replayed: int, result: AggregateResult, commit: int, mark: int | None
+    ) -> PartitionOutcome:
         closed = result.bars
-        windows, refused = self._close(closed)
+        windows, refused, stored = self._close(closed)
         gap = int(np.count_nonzero(closed.count == 0))
         newest = int(closed.bar_start.max()) + self.interval_ms if len(closed) else None
         return PartitionOutcome(
-            rejects=sorted([*decode_rejects, *result.rejects], key=lambda r: r.index),
+            rejects=rejects,
             duplicates=result.duplicates,
             trade_bars=len(closed) - gap,
             gap_bars=gap,
             refused_symbols=refused,
             windows=windows,
+            stored=stored,
+            commit=commit,
+            mark=mark,
+            replayed=replayed,
             newest_bar_end_ms=newest,
         )
 
-    def _close(self, closed: ClosedBars) -> tuple[Windows, list[str]]:
+    def _close(self, closed: ClosedBars) -> tuple[Windows, list[str], StoredBars]:
         """Windows ending at each newly closed bar of a warm symbol, then append the bars."""
         if not len(closed):
-            return Windows.concat([], self.seq_len), []
+            empty = StoredBars([], np.zeros(0, dtype=np.int64), np.zeros((0, 5)))
+            return Windows.concat([], self.seq_len), [], empty
         first = np.flatnonzero(np.r_[True, closed.symbol_ids[1:] != closed.symbol_ids[:-1]])
         symbols = [closed.symbols[i] for i in first.tolist()]
         slots = self.buffers.slots(symbols)
@@ -196,8 +335,11 @@ class BarPipeline:
             [closed.symbols[i] for i in fresh.tolist()],
             self.interval_ms,
         )
-        appended = self.buffers.append(closed.symbols, closed.bar_start, closed.ohlcv())
-        return windows, appended.refused
+        ohlcv = closed.ohlcv()
+        appended = self.buffers.append(closed.symbols, closed.bar_start, ohlcv)
+        rows = np.flatnonzero(appended.stored)
+        stored = StoredBars([closed.symbols[i] for i in rows.tolist()], closed.bar_start[rows], ohlcv[rows])
+        return windows, appended.refused, stored
 
 
 def future_mask(ts: np.ndarray, partition_max: int, max_jump_ms: int, latest_allowed_ms: int) -> np.ndarray:

@@ -35,15 +35,20 @@ from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
 from consumer.http_server import HealthServer
 from consumer.metrics import WorkerMetrics
-from consumer.pipeline import BarPipeline, Windows
+from consumer.pipeline import BarPipeline, PartitionOutcome, Windows
+from consumer.publisher import Outgoing, Publisher
+from consumer.restore import read_state
 from consumer.scoring import Scorer
+from consumer.state import CHECKPOINT_KEY, CheckpointBook, bar_records
 from consumer.ticks import Reject
+from consumer.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger("bullflag.worker")
 
 DEFAULT_THRESHOLD = 0.5
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
+PAUSE_AT_WINDOWS = 2_048
 STARTUP_BACKOFF_INITIAL_S = 0.5
 STARTUP_BACKOFF_MAX_S = 30.0
 
@@ -79,6 +84,11 @@ def dead_letter_headers(topic: str, record: ConsumerRecord, reject: Reject) -> l
         ("bullflag.source.partition", str(record.partition).encode()),
         ("bullflag.source.offset", str(record.offset).encode()),
     ]
+
+
+def _admin_options(settings: Settings) -> dict[str, Any]:
+    """Client options for ``ensure_topics`` (it takes the bootstrap servers separately)."""
+    return {k: v for k, v in kafka_client_options(settings).items() if k != "bootstrap_servers"}
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -133,6 +143,9 @@ class Worker:
         self._producer: AIOKafkaProducer | None = None
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bullflag-scoring")
         self._batch_lock = asyncio.Lock()
+        self._checkpoints = CheckpointBook()
+        self._publisher: Publisher | None = None
+        self._stop = asyncio.Event()
         self._assigned_once = False
         self._broker_ok = True
         self._failed = False
@@ -194,7 +207,10 @@ class Worker:
         )
         if not await _start_with_retries(self._producer.start, "producer", stop):
             return
+        self._publisher = Publisher(self._producer, self.metrics.record_broker_error)
+        self._stop = stop
         try:
+            await self._ensure_state_topic()
             self._consumer.subscribe([self.settings.ticks_topic], listener=_Rebalance(self))
             if not await _start_with_retries(self._consumer.start, "consumer", stop):
                 return
@@ -209,6 +225,13 @@ class Worker:
                 await self._consumer.stop()
         finally:
             await self._producer.stop()
+
+    async def _ensure_state_topic(self) -> None:
+        """Create the state topic (compacted, as many partitions as the input) or verify it."""
+        assert self._producer is not None
+        partitions = await self._producer.partitions_for(self.settings.ticks_topic)
+        spec = TopicSpec(self.settings.state_topic, len(partitions), {"cleanup.policy": "compact"})
+        await ensure_topics(self.settings.bootstrap_servers, [spec], **_admin_options(self.settings))
 
     async def _consume(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None
@@ -233,103 +256,139 @@ class Worker:
             await asyncio.gather(stopping, return_exceptions=True)
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """One batch: pipeline -> scoring thread -> send and await acks -> commit."""
-        assert self._producer is not None
+        """One batch, in this order: pipeline, scoring, outputs + DLQ acked, state acked, commit."""
         started = time.perf_counter()
-        deliveries: list[asyncio.Future[Any]] = []
+        outgoing: list[Outgoing] = []
         windows: list[Windows] = []
-        offsets: dict[TopicPartition, int] = {}
+        outcomes: dict[TopicPartition, PartitionOutcome] = {}
         for tp, records in batch.items():
             outcome = self.pipeline.process(
-                tp.partition, [r.value for r in records], [r.key for r in records]
+                tp.partition,
+                [r.value for r in records],
+                [r.key for r in records],
+                np.fromiter((r.offset for r in records), np.int64, len(records)),
             )
+            outcomes[tp] = outcome
             self.metrics.record_consumed(tp.topic, len(records))
-            deliveries += await self._dead_letter(tp.topic, records, outcome.rejects)
+            outgoing += self._dead_letters(tp.topic, records, outcome.rejects)
             self.metrics.record_duplicates(outcome.duplicates)
             self.metrics.record_bars_closed(
                 trades=outcome.trade_bars, gap=outcome.gap_bars, newest_end_ms=outcome.newest_bar_end_ms
             )
             self.metrics.record_refused_symbols(len(outcome.refused_symbols))
             windows.append(outcome.windows)
-            offsets[tp] = records[-1].offset + 1
         to_score = Windows.concat(windows, self.pipeline.seq_len)
         closed_at = time.perf_counter()
-        outputs = 0
-        if len(to_score):
-            loop = asyncio.get_running_loop()
-            scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
-            self.metrics.record_scoring(
-                scored.windows,
-                time.perf_counter() - closed_at,
-                signals=scored.signals,
-                gradcam_maps=scored.maps,
-            )
-            for symbol, value in zip(scored.symbols, scored.values, strict=True):
-                deliveries.append(await self._send(self.settings.signals_topic, symbol.encode(), value))
-            outputs = len(scored.values)
-        await self._await_deliveries(deliveries)
-        if outputs:
-            self.metrics.record_published(outputs)
-            self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - closed_at))
-        await self._commit(offsets)
+        with self._paused_while(len(to_score) >= PAUSE_AT_WINDOWS):
+            if len(to_score):
+                loop = asyncio.get_running_loop()
+                scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
+                self.metrics.record_scoring(
+                    scored.windows,
+                    time.perf_counter() - closed_at,
+                    signals=scored.signals,
+                    gradcam_maps=scored.maps,
+                )
+                outgoing += [
+                    Outgoing(self.settings.signals_topic, symbol.encode(), value, self.scorer.headers)
+                    for symbol, value in zip(scored.symbols, scored.values, strict=True)
+                ]
+            await self._publish(outgoing)
+            outputs = len(outgoing) - sum(len(o.rejects) for o in outcomes.values())
+            if outputs:
+                self.metrics.record_published(outputs)
+                self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - closed_at))
+            await self._publish(self._state_records(batch, outcomes))
+            await self._commit(outcomes)
         self.metrics.observe_batch(time.perf_counter() - started)
 
-    async def _dead_letter(
+    def _dead_letters(
         self, topic: str, records: list[ConsumerRecord], rejects: list[Reject]
-    ) -> list[asyncio.Future[Any]]:
-        """Send each rejected record, unchanged, to the dead-letter topic with its reason."""
+    ) -> list[Outgoing]:
+        """Each rejected record, unchanged, for the dead-letter topic with its reason."""
         if not rejects:
             return []
         counts: dict[str, int] = {}
-        futures = []
         for reject in rejects:
-            record = records[reject.index]
             counts[str(reject.reason)] = counts.get(str(reject.reason), 0) + 1
-            futures.append(
-                await self._send(
-                    self.settings.dlq_topic,
-                    record.key,
-                    record.value,
-                    dead_letter_headers(topic, record, reject),
-                )
-            )
         self.metrics.record_dead_letters(counts)
-        return futures
+        return [
+            Outgoing(
+                self.settings.dlq_topic,
+                records[r.index].key,
+                records[r.index].value,
+                dead_letter_headers(topic, records[r.index], r),
+            )
+            for r in rejects
+        ]
 
-    async def _send(
+    def _state_records(
         self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Any]:
-        """Queue one record; the returned future resolves when the broker acknowledges it."""
-        assert self._producer is not None
-        return await self._producer.send(
-            topic, value=value, key=key, headers=headers if headers is not None else self.scorer.headers
-        )
+        batch: dict[TopicPartition, list[ConsumerRecord]],
+        outcomes: dict[TopicPartition, PartitionOutcome],
+    ) -> list[Outgoing]:
+        """Closed bars, then a checkpoint, per partition, for the state topic's same partition."""
+        state_topic = self.settings.state_topic
+        out = []
+        for tp, outcome in outcomes.items():
+            stored = outcome.stored
+            out += [
+                Outgoing(state_topic, key, value, partition=tp.partition)
+                for key, value in bar_records(
+                    stored.symbols,
+                    stored.bar_start,
+                    stored.ohlcv,
+                    self.pipeline.interval_ms,
+                    self.pipeline.seq_len,
+                )
+            ]
+            end = batch[tp][-1].offset + 1
+            checkpoint = self._checkpoints.checkpoint(tp.partition, end, outcome.commit, outcome.mark)
+            out.append(Outgoing(state_topic, CHECKPOINT_KEY, checkpoint.encode(), partition=tp.partition))
+        return out
 
-    async def _await_deliveries(self, deliveries: list[asyncio.Future[Any]]) -> None:
-        """Wait for every acknowledgement; nothing is committed before they all arrived."""
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            self.metrics.record_broker_error("produce")
-            raise failures[0]
+    async def _publish(self, records: list[Outgoing]) -> None:
+        """Send and wait for every acknowledgement (retrying failures); nothing is committed before."""
+        assert self._publisher is not None
+        if records:
+            await self._publisher.publish(records, stopping=self._stop.is_set)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit offsets of the batch; a rebalance in between is logged, not fatal."""
+    @contextlib.contextmanager
+    def _paused_while(self, busy: bool) -> Iterator[None]:
+        """Pause fetching for a long batch, so the prefetch buffer does not grow behind it."""
+        consumer = self._consumer
+        if not busy or consumer is None:
+            yield
+            return
+        partitions = consumer.assignment()
+        consumer.pause(*partitions)
+        self.metrics.set_paused(True)
+        try:
+            yield
+        finally:
+            consumer.resume(*(tp for tp in partitions if tp in consumer.assignment()))
+            self.metrics.set_paused(False)
+
+    async def _commit(self, outcomes: dict[TopicPartition, PartitionOutcome]) -> None:
+        """Commit each partition's commit point; a rebalance or broker error is logged, not fatal.
+
+        The commit point is the first tick of the oldest bar still open, so a restart reads the
+        ticks of open bars again; the state topic holds everything closed before.
+        """
         assert self._consumer is not None
         assigned = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        offsets = {tp: outcome.commit for tp, outcome in outcomes.items() if tp in assigned}
         if not offsets:
             return
         try:
             await self._consumer.commit(offsets)
-            self.metrics.record_commit(True)
-        except CommitFailedError as exc:
+        except (CommitFailedError, KafkaError) as exc:
             self.metrics.record_commit(False)
-            log.warning("commit failed during a rebalance; the batch will be re-read: %s", exc)
+            log.warning("commit failed; the records will be read again after a restart: %s", exc)
+            return
+        self.metrics.record_commit(True)
+        for tp in offsets:
+            self._checkpoints.committed(tp.partition, outcomes[tp].commit, outcomes[tp].mark)
 
     async def _update_gauges(self) -> None:
         """Export lag (``highwater - position`` per partition) and symbol counts, once a second."""
@@ -366,19 +425,42 @@ class Worker:
             await asyncio.sleep(BROKER_CHECK_INTERVAL_S)
 
     async def partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        """Wait for the batch in flight (committed by then), then drop the partitions' state."""
+        """Wait for the batch in flight (its state saved and offsets committed), then drop state."""
         async with self._batch_lock:
             for tp in revoked:
                 self.pipeline.drop_partition(tp.partition)
+                self._checkpoints.forget(tp.partition)
         log.info("revoked %s", sorted(tp.partition for tp in revoked))
 
     async def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        """Record the new assignment; state starts empty (restored in a later step)."""
+        """Restore the partitions' bars from the state topic before any of their records is read."""
+        assert self._consumer is not None
+        assigned = list(assigned)
+        started = time.perf_counter()
+        restored = await read_state(
+            kafka_client_options(self.settings),
+            self.settings.state_topic,
+            [tp.partition for tp in assigned],
+            self.pipeline.interval_ms,
+            self.pipeline.seq_len,
+        )
+        symbols = 0
+        async with self._batch_lock:
+            for tp in assigned:
+                committed = await self._consumer.committed(tp)
+                symbols += self.pipeline.restore_partition(tp.partition, restored[tp.partition], committed)
+        self.metrics.record_state_restored(symbols)
         partitions = sorted(tp.partition for tp in assigned)
         self._assigned_once = True
         self.metrics.set_assignment(partitions)
         self.metrics.set_ready(self.ready)
-        log.info("assigned %s", partitions)
+        log.info(
+            "assigned %s; restored %d symbols (%d bars) in %.2fs",
+            partitions,
+            symbols,
+            sum(r.bars for r in restored.values()),
+            time.perf_counter() - started,
+        )
 
 
 async def _start_with_retries(start: Callable[[], Awaitable[None]], what: str, stop: asyncio.Event) -> bool:

@@ -11,7 +11,14 @@ import sys
 from aiokafka import TopicPartition
 
 from tests.integration.conftest import TopicFactory
-from tests.integration.test_worker import committed, expected_bars, produce, read_all, tick_records
+from tests.integration.test_worker import (
+    committed,
+    expected_bars,
+    expected_commit,
+    produce,
+    read_all,
+    tick_records,
+)
 
 
 async def test_sigterm_commits_and_exits_zero(
@@ -45,5 +52,5 @@ async def test_sigterm_commits_and_exits_zero(
             process.kill()
             process.wait()
     assert process.returncode == 0, stderr[-2000:]
-    assert await committed(kafka_bootstrap, group_id, TopicPartition(ticks, 0)) == len(records)
+    assert await committed(kafka_bootstrap, group_id, TopicPartition(ticks, 0)) == expected_commit(records)
     assert all(line.startswith("{") for line in stderr.strip().splitlines()), "json logs, one per line"

@@ -1,0 +1,195 @@
+"""The state changelog: closed bars and per-partition checkpoints, kept in a Kafka topic.
+
+The state topic has the input topic's partition count; partition p holds the state of input
+partition p. Two kinds of record:
+
+- **bar**: key ``b|<symbol>|<slot>`` with ``slot = (bar_start // interval) % 200``, value the
+  bar (49 bytes). Slots are reused, so with ``cleanup.policy=compact`` the topic keeps exactly
+  the last 200 bars of each symbol; without compaction replay applies the latest record per
+  key and reaches the same state, it only reads more.
+- **checkpoint**: key ``checkpoint``, written after the bars of a batch: the batch's end offset
+  (everything before it is in the state), the offset the worker is about to commit (the first
+  tick of the oldest open bar, so those ticks are read again after a restart) with the
+  partition's highest event time before it, and the last commit known to have succeeded.
+
+Restore reads a partition from the beginning to its high watermark and applies bar records
+only up to the last checkpoint: bars after it belong to a batch whose state was not complete,
+whose ticks are read again anyway.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+STATE_VERSION = 1
+BAR_KEY_PREFIX = b"b|"
+CHECKPOINT_KEY = b"checkpoint"
+BAR_VALUE = struct.Struct("<Bq5d")
+BAR_DTYPE = np.dtype([("version", "u1"), ("start", "<i8"), ("ohlcv", "<f8", (5,))])
+
+
+class StateError(ValueError):
+    """A state record this code cannot read (another version, or corrupt)."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Progress of one input partition, as recorded in its state partition.
+
+    ``end``: offset up to which every closed bar is in the state; ``commit`` / ``mark``: the
+    offset being committed and the highest event time before it; ``last_commit`` /
+    ``last_mark``: the previous commit that succeeded (used if the newest one did not).
+    """
+
+    end: int
+    commit: int
+    mark: int | None
+    last_commit: int | None = None
+    last_mark: int | None = None
+
+    def encode(self) -> bytes:
+        """The record value."""
+        return orjson.dumps(
+            {
+                "v": STATE_VERSION,
+                "end": self.end,
+                "commit": self.commit,
+                "mark": self.mark,
+                "last_commit": self.last_commit,
+                "last_mark": self.last_mark,
+            }
+        )
+
+    @staticmethod
+    def decode(value: bytes) -> Checkpoint:
+        """Parse a record value; ``StateError`` on anything else."""
+        try:
+            raw = orjson.loads(value)
+            if raw.get("v") != STATE_VERSION:
+                raise StateError(f"checkpoint version {raw.get('v')!r}, this code reads {STATE_VERSION}")
+            return Checkpoint(raw["end"], raw["commit"], raw["mark"], raw["last_commit"], raw["last_mark"])
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            raise StateError(f"corrupt checkpoint record: {exc}") from exc
+
+    def mark_for(self, committed: int | None) -> int | None:
+        """Highest event time before the committed offset ``committed``, if this checkpoint knows it."""
+        if committed == self.commit:
+            return self.mark
+        if committed is not None and committed == self.last_commit:
+            return self.last_mark
+        return None
+
+
+def bar_records(
+    symbols: Sequence[str], bar_start: np.ndarray, ohlcv: np.ndarray, interval_ms: int, slots: int
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) state records of closed bars: ``bar_start`` int64[m], ``ohlcv`` float64[m, 5]."""
+    packed = np.empty(len(symbols), dtype=BAR_DTYPE)
+    packed["version"] = STATE_VERSION
+    packed["start"] = bar_start
+    packed["ohlcv"] = ohlcv
+    slot = (bar_start // interval_ms) % slots
+    raw = packed.tobytes()
+    size = BAR_DTYPE.itemsize
+    return [
+        (b"%s%s|%03d" % (BAR_KEY_PREFIX, symbol.encode(), s), raw[i * size : (i + 1) * size])
+        for i, (symbol, s) in enumerate(zip(symbols, slot.tolist(), strict=True))
+    ]
+
+
+@dataclass(frozen=True)
+class RestoredPartition:
+    """One partition's state: per symbol its bars oldest first, and the last checkpoint."""
+
+    symbols: list[str]
+    bar_start: list[np.ndarray]
+    ohlcv: list[np.ndarray]
+    checkpoint: Checkpoint | None
+    records: int
+
+    @property
+    def bars(self) -> int:
+        """Bars restored, all symbols together."""
+        return sum(len(starts) for starts in self.bar_start)
+
+
+class StateReplay:
+    """Applies a state partition's records in offset order; ``result()`` gives the restored state."""
+
+    def __init__(self, interval_ms: int, seq_len: int) -> None:
+        self.interval_ms = interval_ms
+        self.seq_len = seq_len
+        self._applied: dict[bytes, bytes] = {}
+        self._pending: dict[bytes, bytes] = {}
+        self._checkpoint: Checkpoint | None = None
+        self._records = 0
+
+    def apply(self, keys: Sequence[bytes | None], values: Sequence[bytes | None]) -> None:
+        """Feed records (in offset order) of the state partition."""
+        self._records += len(keys)
+        pending = self._pending
+        for key, value in zip(keys, values, strict=True):
+            if key == CHECKPOINT_KEY and value is not None:
+                self._checkpoint = Checkpoint.decode(value)
+                self._applied.update(pending)
+                pending.clear()
+            elif key is not None and value is not None and key.startswith(BAR_KEY_PREFIX):
+                pending[key] = value
+
+    def result(self) -> RestoredPartition:
+        """Bars per symbol (newest ``seq_len`` contiguous ones) as of the last checkpoint."""
+        if not self._applied:
+            return RestoredPartition([], [], [], self._checkpoint, self._records)
+        keys = list(self._applied)
+        values = b"".join(self._applied.values())
+        if len(values) != len(keys) * BAR_DTYPE.itemsize:
+            raise StateError("corrupt bar record in the state topic: unexpected value size")
+        packed = np.frombuffer(values, dtype=BAR_DTYPE)
+        if (packed["version"] != STATE_VERSION).any():
+            raise StateError(f"bar records of another state version than {STATE_VERSION}")
+        names = [key[len(BAR_KEY_PREFIX) : key.rindex(b"|")].decode() for key in keys]
+        order = sorted(range(len(names)), key=lambda i: (names[i], int(packed["start"][i])))
+        symbols, starts, bars = [], [], []
+        for symbol, rows in _runs([names[i] for i in order], np.array(order, dtype=np.int64)):
+            start = packed["start"][rows]
+            recent = start > start[-1] - self.seq_len * self.interval_ms
+            symbols.append(symbol)
+            starts.append(start[recent].astype(np.int64))
+            bars.append(packed["ohlcv"][rows][recent].astype(np.float64))
+        return RestoredPartition(symbols, starts, bars, self._checkpoint, self._records)
+
+
+def _runs(names: list[str], rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Consecutive equal names with their rows."""
+    runs = []
+    first = 0
+    for i in range(1, len(names) + 1):
+        if i == len(names) or names[i] != names[first]:
+            runs.append((names[first], rows[first:i]))
+            first = i
+    return runs
+
+
+class CheckpointBook:
+    """Builds each partition's checkpoint and remembers its last commit that succeeded."""
+
+    def __init__(self) -> None:
+        self._committed: dict[int, tuple[int, int | None]] = {}
+
+    def checkpoint(self, partition: int, end: int, commit: int, mark: int | None) -> Checkpoint:
+        """The checkpoint to write after a batch's bars, before committing ``commit``."""
+        last = self._committed.get(partition)
+        return Checkpoint(end, commit, mark, *(last if last is not None else (None, None)))
+
+    def committed(self, partition: int, commit: int, mark: int | None) -> None:
+        """Record that ``commit`` (with its ``mark``) was committed."""
+        self._committed[partition] = (commit, mark)
+
+    def forget(self, partition: int) -> None:
+        """Drop a revoked partition."""
+        self._committed.pop(partition, None)
