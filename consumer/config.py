@@ -107,7 +107,9 @@ class Settings:
     ticks_topic: str = setting("ticks", "Input topic (trades or bars, keyed by symbol).")
     signals_topic: str = setting("signals", "Output topic for CNNOutput documents (keyed by symbol).")
     dlq_topic: str = setting("ticks.dlq", "Dead-letter topic for records that cannot be used.")
-    state_topic: str = setting("bullflag.state", "State changelog topic (same partitions as the input).")
+    state_topic: str = setting(
+        "", "State changelog topic (as many partitions as the input); empty: '<group_id>.state'."
+    )
     group_id: str = setting("bullflag", "Consumer group id; workers with the same id share the partitions.")
     client_id: str = setting("bullflag-worker", "Kafka client id (shows up in broker logs and quotas).")
     input: str = setting(
@@ -150,6 +152,13 @@ class Settings:
         65_536, "Input records larger than this are dead-lettered.", parse_positive_int
     )
     max_poll_records: int = setting(20_000, "Most records taken from Kafka per batch.", parse_positive_int)
+    session_timeout: str = setting(
+        "10s",
+        "Consumer group session timeout: a worker silent this long loses its partitions.",
+        parse_duration,
+    )
+    heartbeat_interval: str = setting("3s", "Consumer group heartbeat interval.", parse_duration)
+    fetch_max_wait: str = setting("500ms", "Longest a fetch waits for data before returning.", parse_duration)
     torch_threads: int = setting(0, "Threads for inference; 0: torch's default.", int)
     metrics_host: str = setting("0.0.0.0", "Address of the /metrics, /healthz and /readyz server.")
     metrics_port: int = setting(
@@ -179,6 +188,11 @@ class Settings:
         False, "Idempotent producer (Apache Kafka; the embedded broker lacks it).", parse_bool
     )
 
+    def __post_init__(self) -> None:
+        """Name the state topic after the group, so two applications never share state."""
+        if not self.state_topic:
+            object.__setattr__(self, "state_topic", f"{self.group_id}.state")
+
     @property
     def bar_interval_ms(self) -> int:
         """Bar length in milliseconds."""
@@ -188,6 +202,15 @@ class Settings:
     def allowed_lateness_ms(self) -> int:
         """Allowed lateness in milliseconds."""
         return parse_duration_ms(self.allowed_lateness)
+
+    @property
+    def consumer_timing(self) -> dict[str, int]:
+        """Group and fetch timing options for the aiokafka consumer, in milliseconds."""
+        return {
+            "session_timeout_ms": parse_duration_ms(self.session_timeout),
+            "heartbeat_interval_ms": parse_duration_ms(self.heartbeat_interval),
+            "fetch_max_wait_ms": parse_duration_ms(self.fetch_max_wait),
+        }
 
     @property
     def max_time_jump_ms(self) -> int:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("starting with %s", worker.settings.redacted())
     log.info("model %s, threshold %s", worker.infer.model_version, worker.infer.threshold)
     asyncio.run(serve(worker))
-    return 0
+    return 1 if worker.failed else 0
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:

@@ -144,6 +144,7 @@ class Worker:
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bullflag-scoring")
         self._batch_lock = asyncio.Lock()
         self._checkpoints = CheckpointBook()
+        self._expected: dict[TopicPartition, int | None] = {}
         self._publisher: Publisher | None = None
         self._stop = asyncio.Event()
         self._assigned_once = False
@@ -156,6 +157,11 @@ class Worker:
     def ready(self) -> bool:
         """Serving: joined the group at least once and the broker answers."""
         return self._assigned_once and self._broker_ok and not self._failed
+
+    @property
+    def failed(self) -> bool:
+        """The worker stopped because of an error it could not recover from."""
+        return self._failed
 
     def not_ready_reason(self) -> str:
         """Why ``/readyz`` says 503."""
@@ -203,7 +209,7 @@ class Worker:
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **self._consumer_options,
+            **(self.settings.consumer_timing | self._consumer_options),
         )
         if not await _start_with_retries(self._producer.start, "producer", stop):
             return
@@ -256,12 +262,26 @@ class Worker:
             await asyncio.gather(stopping, return_exceptions=True)
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """One batch, in this order: pipeline, scoring, outputs + DLQ acked, state acked, commit."""
+        """One batch, in this order: pipeline, scoring, outputs + DLQ acked, state acked, commit.
+
+        Records of a partition whose state is not restored yet (aiokafka may fetch before the
+        assignment callback has run), or that do not continue where its state left off, are put
+        back by seeking.
+        """
+        assert self._consumer is not None
         started = time.perf_counter()
         outgoing: list[Outgoing] = []
         windows: list[Windows] = []
         outcomes: dict[TopicPartition, PartitionOutcome] = {}
         for tp, records in batch.items():
+            if tp not in self._expected:
+                self._consumer.seek(tp, records[0].offset)
+                continue
+            expected = self._expected[tp]
+            if expected is not None and records[0].offset != expected:
+                self._consumer.seek(tp, expected)
+                continue
+            self._expected[tp] = records[-1].offset + 1
             outcome = self.pipeline.process(
                 tp.partition,
                 [r.value for r in records],
@@ -428,14 +448,25 @@ class Worker:
         """Wait for the batch in flight (its state saved and offsets committed), then drop state."""
         async with self._batch_lock:
             for tp in revoked:
+                self._expected.pop(tp, None)
                 self.pipeline.drop_partition(tp.partition)
                 self._checkpoints.forget(tp.partition)
         log.info("revoked %s", sorted(tp.partition for tp in revoked))
 
     async def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        """Restore the partitions' bars from the state topic before any of their records is read."""
+        """Restore the partitions' bars from the state topic before any of their records is used.
+
+        A failed restore stops the worker (aiokafka would only log an exception raised here).
+        """
+        try:
+            await self._restore(list(assigned))
+        except Exception:
+            log.exception("restoring state failed; stopping")
+            self._failed = True
+            self._stop.set()
+
+    async def _restore(self, assigned: list[TopicPartition]) -> None:
         assert self._consumer is not None
-        assigned = list(assigned)
         started = time.perf_counter()
         restored = await read_state(
             kafka_client_options(self.settings),
@@ -449,6 +480,7 @@ class Worker:
             for tp in assigned:
                 committed = await self._consumer.committed(tp)
                 symbols += self.pipeline.restore_partition(tp.partition, restored[tp.partition], committed)
+                self._expected[tp] = committed
         self.metrics.record_state_restored(symbols)
         partitions = sorted(tp.partition for tp in assigned)
         self._assigned_once = True

@@ -1,0 +1,208 @@
+"""Crash recovery and scale-out with real worker processes against a real broker.
+
+A clean run gives the reference signals; runs that SIGKILL workers at various points (and a
+3-worker group that loses a member) must publish, deduplicated by ``id``, exactly the same
+documents: no bar missing, none extra, identical content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from tests.integration.conftest import TopicFactory
+from tests.integration.test_worker import produce
+
+INTERVAL_MS = 1_000
+START_MS = 1_732_550_400_000
+SYMBOLS = [f"R{i:02d}" for i in range(8)]
+BARS = 228
+
+
+def market(seed: int = 11) -> list[tuple[bytes | None, bytes | None]]:
+    """Two ticks per bar per symbol with jitter, one symbol going quiet: a deterministic stream."""
+    rng = np.random.default_rng(seed)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    price = dict.fromkeys(SYMBOLS, 50.0)
+    for bar in range(BARS):
+        for symbol in SYMBOLS:
+            if symbol == SYMBOLS[-1] and 150 < bar < 170:
+                continue
+            for offset in sorted(rng.integers(0, INTERVAL_MS, 2).tolist()):
+                price[symbol] *= float(np.exp(rng.normal(0, 0.003)))
+                tick = {"symbol": symbol, "ts": START_MS + bar * INTERVAL_MS + offset, "price": price[symbol]}
+                records.append((symbol.encode(), orjson.dumps(tick)))
+    return records
+
+
+def worker_env(bootstrap: str, topics: dict[str, str], group: str) -> dict[str, str]:
+    return os.environ | {
+        "BULLFLAG_BOOTSTRAP_SERVERS": bootstrap,
+        "BULLFLAG_TICKS_TOPIC": topics["ticks"],
+        "BULLFLAG_SIGNALS_TOPIC": topics["signals"],
+        "BULLFLAG_DLQ_TOPIC": topics["dlq"],
+        "BULLFLAG_STATE_TOPIC": topics["state"],
+        "BULLFLAG_GROUP_ID": group,
+        "BULLFLAG_BAR_INTERVAL": "1s",
+        "BULLFLAG_ALLOWED_LATENESS": "0s",
+        "BULLFLAG_METRICS_HOST": "127.0.0.1",
+        "BULLFLAG_METRICS_PORT": "0",
+        "BULLFLAG_MAX_POLL_RECORDS": "60",
+        "BULLFLAG_SESSION_TIMEOUT": "6s",
+        "BULLFLAG_HEARTBEAT_INTERVAL": "500ms",
+        "BULLFLAG_FETCH_MAX_WAIT": "100ms",
+        "BULLFLAG_THRESHOLD": "0.0",
+    }
+
+
+@contextlib.contextmanager
+def workers(env: dict[str, str], count: int) -> Any:
+    """Start ``count`` ``bullflag run`` processes; kill any still running at the end."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "consumer.cli", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+@contextlib.asynccontextmanager
+async def signal_reader(bootstrap: str, topic: str) -> AsyncIterator[Callable[[], Any]]:
+    """A reader of the signals topic; the yielded coroutine function returns new documents."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
+    await consumer.start()
+
+    async def poll() -> list[dict[str, Any]]:
+        batch = await consumer.getmany(timeout_ms=200)
+        return [orjson.loads(r.value) for records in batch.values() for r in records]
+
+    try:
+        yield poll
+    finally:
+        await consumer.stop()
+
+
+async def collect(
+    poll: Callable[[], Any], into: dict[str, Any], until: Callable[[], bool], timeout_s: float
+) -> None:
+    """Read documents into ``into`` (by id; a repeated id must repeat the content) until ``until()``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not until():
+        assert asyncio.get_running_loop().time() < deadline, f"only {len(into)} distinct outputs in time"
+        for document in await poll():
+            previous = into.setdefault(document["id"], document)
+            assert previous == document, f"output {document['id']} published twice with different content"
+
+
+async def make_topics(topic_factory: TopicFactory, partitions: int = 2) -> dict[str, str]:
+    return {
+        "ticks": await topic_factory(partitions),
+        "signals": await topic_factory(1),
+        "dlq": await topic_factory(1),
+        "state": await topic_factory(partitions, config={"cleanup.policy": "compact"}),
+    }
+
+
+@pytest.fixture(scope="module")
+def records() -> list[tuple[bytes | None, bytes | None]]:
+    return market()
+
+
+_REFERENCES: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+async def clean_run(
+    bootstrap: str,
+    topic_factory: TopicFactory,
+    group: str,
+    records: list[tuple[bytes | None, bytes | None]],
+    partitions: int,
+) -> dict[str, Any]:
+    """Outputs of one uninterrupted worker on ``records`` (computed once per broker and layout)."""
+    if (bootstrap, partitions) in _REFERENCES:
+        return _REFERENCES[bootstrap, partitions]
+    topics = await make_topics(topic_factory, partitions)
+    await produce(bootstrap, topics["ticks"], records)
+    expected = len(SYMBOLS) * (BARS - 1 - 199)
+    reference: dict[str, Any] = {}
+    with workers(worker_env(bootstrap, topics, f"{group}-clean"), 1):
+        async with signal_reader(bootstrap, topics["signals"]) as poll:
+            await collect(poll, reference, lambda: len(reference) >= expected, 90)
+    _REFERENCES[bootstrap, partitions] = reference
+    return reference
+
+
+@pytest.mark.parametrize("kill_after", [[40], [15, 120]])
+async def test_sigkill_and_restart_publish_exactly_the_clean_outputs(
+    kafka_bootstrap: str,
+    topic_factory: TopicFactory,
+    group_id: str,
+    records: list[tuple[bytes | None, bytes | None]],
+    kill_after: list[int],
+) -> None:
+    reference = await clean_run(kafka_bootstrap, topic_factory, group_id, records, partitions=2)
+
+    topics = await make_topics(topic_factory)
+    await produce(kafka_bootstrap, topics["ticks"], records)
+    env = worker_env(kafka_bootstrap, topics, group_id)
+    seen: dict[str, Any] = {}
+    async with signal_reader(kafka_bootstrap, topics["signals"]) as poll:
+        for threshold in kill_after:
+            with workers(env, 1) as (process,):
+                await collect(poll, seen, lambda t=threshold: len(seen) >= t, 90)
+                process.send_signal(signal.SIGKILL)
+        with workers(env, 1):
+            await collect(poll, seen, lambda: len(seen) >= len(reference), 120)
+            await asyncio.sleep(1.0)
+            await collect(poll, seen, lambda: True, 5)
+    assert seen.keys() == reference.keys()
+    for output_id, document in reference.items():
+        assert seen[output_id] == document
+
+
+async def test_a_group_that_loses_a_member_publishes_exactly_the_clean_outputs(
+    kafka_bootstrap: str,
+    topic_factory: TopicFactory,
+    group_id: str,
+    records: list[tuple[bytes | None, bytes | None]],
+) -> None:
+    reference = await clean_run(kafka_bootstrap, topic_factory, group_id, records, partitions=3)
+
+    topics = await make_topics(topic_factory, partitions=3)
+    env = worker_env(kafka_bootstrap, topics, group_id)
+    seen: dict[str, Any] = {}
+    async with signal_reader(kafka_bootstrap, topics["signals"]) as poll:
+        with workers(env, 3) as processes:
+            await asyncio.sleep(8.0)
+            split = len(records) * 212 // BARS
+            await produce(kafka_bootstrap, topics["ticks"], records[:split])
+            await collect(poll, seen, lambda: len(seen) >= 5, 90)
+            processes[0].send_signal(signal.SIGKILL)
+            await produce(kafka_bootstrap, topics["ticks"], records[split:])
+            await collect(poll, seen, lambda: len(seen) >= len(reference), 150)
+    assert seen.keys() == reference.keys()
+    for output_id, document in reference.items():
+        assert seen[output_id] == document
