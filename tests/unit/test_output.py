@@ -16,12 +16,12 @@ from bullflag_model.output import (
     encode_batch,
     output_id,
 )
-from tests.strategies import random_bars
+from bullflag_model.synthetic import generate_windows
 
 
 @pytest.fixture(scope="module")
 def documents() -> list[dict[str, object]]:
-    windows = build_features(random_bars(10, seed=8))
+    windows = build_features(generate_windows(10, seed=8).bars)
     threshold = float(np.median(BullFlagCNNInfer().score(windows).sequence))
     infer = BullFlagCNNInfer(enable_gradcam=True, threshold=threshold)
     scores = infer.score(windows)
