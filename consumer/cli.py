@@ -17,6 +17,7 @@ Command = Callable[[argparse.Namespace], int]
 
 COMMAND_MODULES = (
     "consumer.demo",
+    "consumer.explain",
     "consumer.run_cli",
     "consumer.settings_cli",
     "consumer.replay",

@@ -1,0 +1,152 @@
+"""``bullflag demo`` end to end on its own embedded broker, and ``bullflag explain`` on topics.
+
+The demo starts and stops its own broker, so these tests check that nothing is left running: the
+broker's pid (printed by the demo) must be gone once the command has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from bullflag_model.output import cnn_output
+from consumer.cli import main
+from consumer.explain import fetch_bars
+from consumer.replay import bar_records, produce_records, synthetic_market
+from tests.integration.conftest import TopicFactory
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMALL_RUN = ["--symbols", "6", "--threshold", "0.0", "--max-seconds", "40"]
+BROKER_PID = re.compile(r"\(pid (\d+)\)")
+INTERRUPT_DEADLINE_S = 40.0
+
+
+def broker_pid(printed: str) -> int:
+    """The embedded broker's pid from the demo's header line."""
+    match = BROKER_PID.search(printed)
+    assert match is not None, f"no broker pid in the demo's output:\n{printed}"
+    return int(match.group(1))
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (a reaped child does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_demo_runs_to_completion_and_draws_signals(
+    broker_binary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pictures"
+    started = time.monotonic()
+
+    code = main(["demo", *SMALL_RUN, "--bars", "215", "--speed", "0", "--max-plots", "3", "--out", str(out)])
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert time.monotonic() - started < 40
+    expected = 6 * (215 - 199)
+    assert "summary (complete" in printed
+    assert f"outputs        {expected} CNNOutput documents of {expected} expected" in printed
+    assert f"signals        {expected} at threshold 0" in printed
+    assert "bars closed    1,290" in printed
+    signal_lines = [line for line in printed.splitlines() if line.startswith("signal ")]
+    assert len(signal_lines) == expected
+    assert all("cam peak bar" in line for line in signal_lines)
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 3 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert f"3 PNGs in {out}/ (signals not drawn: {expected - 3} over --max-plots 3)" in printed
+    assert "planted windows with bull-flag labels" in printed
+    assert "metrics  http://127.0.0.1:" in printed
+    assert not is_running(broker_pid(printed))
+
+
+def test_ctrl_c_stops_worker_and_broker_cleanly(broker_binary: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "consumer.cli", "demo", *SMALL_RUN, "--bars", "400", "--speed", "60"]
+    command += ["--max-plots", "1", "--out", str(tmp_path / "pictures")]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + INTERRUPT_DEADLINE_S
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("signal "):
+                break
+            assert time.monotonic() < deadline, "no signal before the deadline:\n" + "".join(lines)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=INTERRUPT_DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    printed = "".join(lines) + rest
+    assert process.returncode == 0, printed
+    assert "stopping: worker, replay and broker are shutting down" in printed
+    assert "summary (interrupted" in printed
+    assert not is_running(broker_pid(printed))
+
+
+def output_for(market: Any, symbol: int, last: int) -> dict[str, Any]:
+    """A CNNOutput for the 200 bars of ``market`` symbol ``symbol`` ending with bar ``last``."""
+    result = {
+        "flag_prob": 0.8,
+        "breakout_prob": 0.6,
+        "retest_prob": 0.4,
+        "continuation_prob": 0.2,
+        "sequence_score": 0.45,
+        "activation_map": np.linspace(1.0, 0.0, 200).tolist(),
+    }
+    return cnn_output(
+        result,
+        symbol=market.symbols[symbol],
+        interval="1m",
+        bar_end_ts=int(market.ts_ms[last]) + market.interval_ms,
+        window_start_ts=int(market.ts_ms[last - 199]),
+        model_version="bullflag-cnn+test000000",
+        threshold=0.4,
+    )
+
+
+async def test_explain_reads_document_and_bars_from_topics(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    market = synthetic_market(2, 210, seed=5)
+    signals, bars_topic = await topic_factory(2), await topic_factory(3)
+    wanted, other = output_for(market, 1, 205), output_for(market, 0, 205)
+    await produce_records(kafka_bootstrap, bars_topic, bar_records(market.table()))
+    documents = [(d["symbol"].encode(), orjson.dumps(d), d["bar_end_ts"]) for d in (other, wanted)]
+    await produce_records(kafka_bootstrap, signals, documents)
+    out = tmp_path / "window.svg"
+    flags = ["--bars-topic", bars_topic, "--bootstrap-servers", kafka_bootstrap, "--out", str(out)]
+
+    code = await asyncio.to_thread(main, ["explain", "--from-topic", signals, "--id", wanted["id"], *flags])
+
+    assert code == 0, capsys.readouterr().err
+    assert "<svg" in out.read_text() and market.symbols[1] in capsys.readouterr().out
+    table = await fetch_bars(kafka_bootstrap, bars_topic, market.symbols[1])
+    np.testing.assert_array_equal(table.ohlcv, market.bars[1])
+
+    missing = "0" * 32
+    code = await asyncio.to_thread(main, ["explain", "--from-topic", signals, "--id", missing, *flags])
+
+    assert code == 2
+    assert (
+        f"no CNNOutput with id '{missing}' on topic '{signals}' (2 records read)" in capsys.readouterr().err
+    )
