@@ -328,18 +328,24 @@ def summary_lines(report: DemoReport) -> list[str]:
         lines.append("    " + _planted_line(result, plan))
     if not patterns:
         lines.append("    (none among the scored windows; try more --symbols or another --seed)")
-    scored = [r for r in patterns if r.score is not None]
-    flagged = sum(1 for r in scored if r.signal)
-    alarms = sum(1 for r in others if r.signal)
+    complete = [r for r in patterns if r.score is not None and _complete(r.window)]
+    partial = [r for r in patterns if r.score is not None and not _complete(r.window)]
     lines.append(
-        f"  flagged {flagged} of {len(scored)} scored planted bull flags; "
-        f"{alarms} of {len(others)} scored windows without one signalled too"
+        f"  flagged {sum(1 for r in complete if r.signal)} of {len(complete)} complete patterns "
+        f"(all four phases); {sum(1 for r in partial if r.signal)} of {len(partial)} patterns still "
+        f"in progress and {sum(1 for r in others if r.signal)} of {len(others)} windows without "
+        "one signalled"
     )
     kinds = signals_by_kind(plan.market.windows, stats.signal_bars)
     if kinds:
         listing = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common())
         lines.append(f"  signals by planted window kind: {listing}")
     return lines
+
+
+def _complete(window: PlantedWindow) -> bool:
+    """Whether the pattern has completed every phase by its last bar (so a signal is expected)."""
+    return "continuation" in window.heads
 
 
 def _planted_line(result: PlantedResult, plan: DemoPlan) -> str:
@@ -349,8 +355,10 @@ def _planted_line(result: PlantedResult, plan: DemoPlan) -> str:
     labels = "+".join(window.heads)
     if result.score is None:
         verdict = "not scored (the run stopped before this bar)"
-    else:
+    elif _complete(window):
         verdict = f"score {result.score:.3f} {'FLAGGED' if result.signal else 'missed'}"
+    else:
+        verdict = f"score {result.score:.3f} {'early signal' if result.signal else 'quiet (in progress)'}"
     return f"{window.symbol:<8} bar {window.last_bar:>4} ({last})  {window.kind:<16} {labels:<34} {verdict}"
 
 
