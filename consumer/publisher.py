@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 log = logging.getLogger("bullflag.publisher")
 
@@ -38,49 +40,90 @@ class Outgoing:
 
 
 class Publisher:
-    """Sends batches of ``Outgoing`` records with one producer and waits for all acks."""
+    """Sends batches of ``Outgoing`` records with one producer and waits for all acks.
+
+    Records are grouped per partition (keyed ones by the producer's default partitioner,
+    murmur2 as in Kafka's Java client) and appended to record batches directly, which costs a
+    fraction of a ``send()`` per record; order within a partition is kept.
+    """
 
     def __init__(self, producer: AIOKafkaProducer, on_error: Callable[[str], None]) -> None:
         self.producer = producer
         self.on_error = on_error
+        self._partitioner = DefaultPartitioner()
 
     async def publish(self, records: Sequence[Outgoing], stopping: Callable[[], bool]) -> None:
-        """Send ``records`` (order kept per partition on first try); return once all are acked.
+        """Send ``records``; return once every one is acknowledged.
 
-        Failed records are sent again with exponential backoff; raises
+        Batches that fail are sent again with exponential backoff; raises
         ``PublishAbortedError`` if ``stopping()`` turns true while some are still unacknowledged.
         """
-        pending = list(records)
+        pending = await self._by_partition(records)
         delay = RETRY_BACKOFF_S
         while pending:
-            futures = [await self._send(record) for record in pending]
+            batches = [(tp, chunk) for tp, group in pending.items() for chunk in self._chunks(group)]
+            futures = [await self._send_batch(tp, builder) for tp, (builder, _) in batches]
             results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [
-                r for r, result in zip(pending, results, strict=True) if isinstance(result, BaseException)
-            ]
+            failed: dict[TopicPartition, list[Outgoing]] = {}
+            for (tp, (_, chunk)), result in zip(batches, results, strict=True):
+                if isinstance(result, BaseException):
+                    failed.setdefault(tp, []).extend(chunk)
             if not failed:
                 return
             errors = [result for result in results if isinstance(result, BaseException)]
+            count = sum(map(len, failed.values()))
             self.on_error("produce")
-            log.warning(
-                "%d of %d records not acknowledged (%s); retrying", len(failed), len(pending), errors[0]
-            )
+            log.warning("%d of %d records not acknowledged (%s); retrying", count, len(records), errors[0])
             if stopping():
-                raise PublishAbortedError(f"{len(failed)} records unacknowledged at shutdown")
+                raise PublishAbortedError(f"{count} records unacknowledged at shutdown")
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_BACKOFF_MAX_S)
             pending = failed
 
-    async def _send(self, record: Outgoing) -> asyncio.Future[Any]:
-        """Queue one record; a failure to even queue it becomes a failed future."""
+    async def _by_partition(self, records: Sequence[Outgoing]) -> dict[TopicPartition, list[Outgoing]]:
+        """Records grouped by destination partition, in their original order."""
+        partitions: dict[str, list[int]] = {}
+        groups: dict[TopicPartition, list[Outgoing]] = {}
+        for record in records:
+            partition = record.partition
+            if partition is None:
+                if record.topic not in partitions:
+                    partitions[record.topic] = sorted(await self.producer.partitions_for(record.topic))
+                every = partitions[record.topic]
+                partition = self._partitioner(record.key, every, every)
+            groups.setdefault(TopicPartition(record.topic, partition), []).append(record)
+        return groups
+
+    def _chunks(self, records: list[Outgoing]) -> list[tuple[BatchBuilder, list[Outgoing]]]:
+        """Record batches holding ``records`` in order, each with the records it holds."""
+        chunks: list[tuple[BatchBuilder, list[Outgoing]]] = []
+        builder, held = self.producer.create_batch(), []
+        for record in records:
+            if (
+                builder.append(
+                    timestamp=None, key=record.key, value=record.value, headers=list(record.headers)
+                )
+                is None
+            ):
+                chunks.append((builder, held))
+                builder, held = self.producer.create_batch(), []
+                if (
+                    builder.append(
+                        timestamp=None, key=record.key, value=record.value, headers=list(record.headers)
+                    )
+                    is None
+                ):
+                    raise ValueError(
+                        f"a record for {record.topic} is larger than the producer's max batch size"
+                    )
+            held.append(record)
+        chunks.append((builder, held))
+        return chunks
+
+    async def _send_batch(self, tp: TopicPartition, builder: BatchBuilder) -> asyncio.Future[Any]:
+        """Queue one batch; a failure to even queue it becomes a failed future."""
         try:
-            return await self.producer.send(
-                record.topic,
-                value=record.value,
-                key=record.key,
-                headers=list(record.headers),
-                partition=record.partition,
-            )
+            return await self.producer.send_batch(builder, tp.topic, partition=tp.partition)
         except KafkaError as exc:
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)

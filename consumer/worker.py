@@ -49,6 +49,7 @@ DEFAULT_THRESHOLD = 0.5
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
 PAUSE_AT_WINDOWS = 2_048
+MAX_BATCH_BYTES = 512 * 1024
 STARTUP_BACKOFF_INITIAL_S = 0.5
 STARTUP_BACKOFF_MAX_S = 30.0
 
@@ -201,6 +202,7 @@ class Worker:
             **options,
             acks="all",
             linger_ms=5,
+            max_batch_size=MAX_BATCH_BYTES,
             enable_idempotence=self.settings.enable_idempotence,
             **self._producer_options,
         )
