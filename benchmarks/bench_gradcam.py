@@ -4,6 +4,8 @@ Run: ``python -m benchmarks.bench_gradcam``. For B windows it times
 - ``forward``: one plain batched forward (inference mode): the floor;
 - ``infer_batch+cam``: ``BullFlagCNNInfer.infer_batch`` with Grad-CAM on every row
   (threshold 0): one forward, then one forward+backward over the rows;
+- ``captum``: Captum's ``LayerGradCam`` on the sequence score over the same rows (batched),
+  the reference implementation;
 - ``spec``: the spec's path, per window: a no-grad forward, then a forward+backward and a
   Python loop over channels.
 """
@@ -16,12 +18,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from captum.attr import LayerAttribution, LayerGradCam
 
 from benchmarks.report import print_table, write_json
 from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
-from tests.strategies import random_bars
+from bullflag_model.synthetic import generate_windows
 
 
 def spec_style(model: BullFlagCNNMultiHead, window: torch.Tensor) -> list[float]:
@@ -54,6 +57,20 @@ def spec_style(model: BullFlagCNNMultiHead, window: torch.Tensor) -> list[float]
     return upsampled[0, 0].tolist()
 
 
+def captum_style(model: BullFlagCNNMultiHead, x: torch.Tensor) -> torch.Tensor:
+    """Captum's LayerGradCam of the geometric-mean score, normalised and upsampled like ours."""
+
+    def sequence(inputs: torch.Tensor) -> torch.Tensor:
+        outputs = model(inputs)
+        return torch.cat([outputs[name] for name in HEAD_NAMES], dim=1).prod(dim=1) ** 0.25
+
+    with torch.no_grad():
+        model(x)
+    attributions = LayerGradCam(sequence, model.conv4).attribute(x, relu_attributions=True)
+    peak = attributions.amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    return LayerAttribution.interpolate(attributions / peak, (x.shape[-1],), "linear")[:, 0].detach()
+
+
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """Fastest wall time of ``repeats`` calls, in seconds (after one warm-up call)."""
     fn()
@@ -75,7 +92,7 @@ def main() -> None:
     model = infer.model
     rows, results = [], []
     for size in args.sizes:
-        windows = build_features(random_bars(size, seed=size))
+        windows = build_features(generate_windows(size, seed=size).bars)
         x = torch.from_numpy(windows)
 
         def forward(x: torch.Tensor = x) -> None:
@@ -84,12 +101,14 @@ def main() -> None:
 
         forward_s = best_of(forward, args.repeats)
         batched_s = best_of(lambda w=windows: infer.infer_batch(w), args.repeats)
+        captum_s = best_of(lambda x=x: captum_style(model, x), args.repeats)
         spec_windows = list(x[: min(size, 256)].split(1))
         spec_repeats = max(1, args.repeats // 2)
         spec_s = best_of(lambda ws=spec_windows: [spec_style(model, w) for w in ws], spec_repeats)
         per = {
             "forward_us": forward_s / size * 1e6,
             "batched_gradcam_us": batched_s / size * 1e6,
+            "captum_us": captum_s / size * 1e6,
             "spec_us": spec_s / len(spec_windows) * 1e6,
         }
         per["batched_vs_forward"] = per["batched_gradcam_us"] / per["forward_us"]
@@ -100,6 +119,7 @@ def main() -> None:
                 size,
                 per["forward_us"],
                 per["batched_gradcam_us"],
+                per["captum_us"],
                 per["spec_us"],
                 f"{per['batched_vs_forward']:.2f}x",
                 f"{per['spec_vs_batched']:.1f}x",
@@ -110,6 +130,7 @@ def main() -> None:
             "B",
             "forward us/window",
             "infer_batch+cam us/window",
+            "Captum us/window",
             "spec us/window",
             "cam/forward",
             "spec/batched",

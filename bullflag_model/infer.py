@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from bullflag_model.checkpoint import load_checkpoint
-from bullflag_model.gradcam import GradCAM1D, cam_from_activations, target_scores
+from bullflag_model.gradcam import GradCAM1D, cam_from_activations
 from bullflag_model.model import HEAD_NAMES
 
 PROB_KEYS = tuple(f"{name}_prob" for name in HEAD_NAMES)
@@ -99,21 +99,22 @@ class BullFlagCNNInfer:
             has_cam = sequence_np >= self.threshold
             if has_cam.any():
                 rows = torch.from_numpy(np.flatnonzero(has_cam)).to(x.device)
-                cams[has_cam] = self._sequence_cams(activations[rows]).numpy()
+                with torch.inference_mode():
+                    cams[has_cam] = self._sequence_cams(activations[rows]).cpu().numpy()
         return BatchScores(probs=probs_np, sequence=sequence_np, cams=cams, has_cam=has_cam)
 
     def _sequence_cams(self, activations: torch.Tensor) -> torch.Tensor:
         """Grad-CAM maps ``[R, seq_len]`` of the sequence score from saved ``conv4`` output.
 
-        ``conv4`` is the Grad-CAM layer, so its output from the scoring forward is ``A`` itself:
-        only the heads run again (forward and backward), not the conv stack. Equal to
-        ``GradCAM1D(model, "conv4").generate_cams(x, "sequence")`` on the same rows.
+        ``conv4`` is the Grad-CAM layer, so its output from the scoring forward is ``A`` itself,
+        and the channel weights come in closed form from the heads
+        (``BullFlagCNNMultiHead.sequence_channel_weights``): no second forward, no autograd.
+        Equal to ``GradCAM1D(model, "conv4").generate_cams(x, "sequence")`` on the same rows.
         """
-        with torch.inference_mode(False), torch.enable_grad():
-            a = activations.clone().requires_grad_(True)
-            scores = target_scores(self.model.decode(a), "sequence")
-            (gradients,) = torch.autograd.grad(scores.sum(), a)
-            return cam_from_activations(a.detach(), gradients, self.model.seq_len).cpu()
+        weights = self.model.sequence_channel_weights(activations)
+        return cam_from_activations(
+            activations, weights[:, :, None].expand_as(activations), self.model.seq_len
+        )
 
     def _as_input(self, feature_windows: np.ndarray) -> torch.Tensor:
         """Validate ``[B, F, seq_len]`` and move it to the model's device as float32."""

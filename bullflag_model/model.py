@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -64,6 +65,19 @@ class MultiHeadMLP(nn.Module):
         hidden = torch.relu(torch.einsum("bi,kih->bkh", x, self.w1) + self.b1)
         return (hidden * self.w2).sum(dim=-1) + self.b2
 
+    def logits_and_input_gradient(
+        self, x: torch.Tensor, upstream: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, n_heads]`` and ``d y / d x`` ``[B, d_in]`` in closed form, no autograd.
+
+        ``upstream(logits)`` gives ``d y / d logits`` ``[B, n_heads]`` for the score ``y``
+        being explained; the heads are ``w2 . relu(x w1 + b1) + b2``, so the rest is exact.
+        """
+        pre = torch.einsum("bi,kih->bkh", x, self.w1) + self.b1
+        logits = (torch.relu(pre) * self.w2).sum(dim=-1) + self.b2
+        back = upstream(logits)[:, :, None] * (pre > 0) * self.w2
+        return logits, torch.einsum("bkh,kih->bi", back, self.w1)
+
 
 class BullFlagCNNMultiHead(nn.Module):
     """1D CNN over ``[B, n_features, seq_len]`` windows with heads flag/breakout/retest/continuation.
@@ -103,6 +117,19 @@ class BullFlagCNNMultiHead(nn.Module):
         """
         pooled = torch.cat([a.mean(dim=-1), a.amax(dim=-1), a[..., -1]], dim=1)
         return self.heads(self.dropout(pooled))
+
+    def sequence_channel_weights(self, a: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM channel weights ``w_c = mean_t dy/dA[c, t]`` ``[B, C4]`` of the sequence score.
+
+        ``y`` is the mean of the heads' log-sigmoids. The heads see ``A`` only through its time
+        mean, time maximum and last step, whose gradients each sum to the gradient of their
+        pooled value over time (split evenly among tied maxima), so
+        ``w_c = (g_mean + g_max + g_last)[c] / L_conv`` exactly, in eval mode.
+        """
+        pooled = torch.cat([a.mean(dim=-1), a.amax(dim=-1), a[..., -1]], dim=1)
+        _, grad = self.heads.logits_and_input_gradient(pooled, lambda z: torch.sigmoid(-z) / z.shape[1])
+        channels = a.shape[1]
+        return (grad[:, :channels] + grad[:, channels : 2 * channels] + grad[:, 2 * channels :]) / a.shape[-1]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Head logits ``[B, 4]`` in ``HEAD_NAMES`` order."""

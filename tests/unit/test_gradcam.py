@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bullflag_model.features import build_features
-from bullflag_model.gradcam import TARGET_HEADS, GradCAM1D
+from bullflag_model.gradcam import TARGET_HEADS, GradCAM1D, cam_from_activations
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
 from tests.strategies import ohlcv_windows, random_bars
 
@@ -211,3 +211,20 @@ def test_maps_always_in_unit_interval_finite_and_full_length(window: np.ndarray,
     assert cam.min() >= 0.0
     assert cam.max() <= 1.0
     assert cam.max() == 0.0 or cam.max() >= 15 / 16  # linear upsampling x8 reaches 1 - 1/16
+
+
+def test_closed_form_channel_weights_equal_autograd() -> None:
+    """The heads' closed-form gradient (used by infer_batch) gives the same maps as autograd."""
+    checked = 0
+    for seed in range(4):
+        model = random_model(seed).double()
+        torch.manual_seed(200 + seed)
+        x = torch.cat([random_inputs(4, seed=30 + seed), torch.randn(8, 9, 200)]).double()
+        with torch.no_grad():
+            a = model.encode(x)
+            weights = model.sequence_channel_weights(a)
+        closed_form = cam_from_activations(a, weights[:, :, None].expand_as(a), 200)
+        expected = GradCAM1D(model).generate_cams(x, "sequence")
+        torch.testing.assert_close(closed_form, expected, atol=1e-9, rtol=0)
+        checked += int((expected.amax(dim=-1) > 0).sum())
+    assert checked >= 8
