@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,9 +15,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bullflag_model.features import build_features
+from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.output import cnn_output_schema, output_id
+from bullflag_model.synthetic import KINDS, generate_windows
 from consumer.config import Settings
 from consumer.pipeline import BarPipeline
+from consumer.replay import bars_to_ticks
 from consumer.worker import Worker
 from tests.integration.conftest import TopicFactory
 
@@ -234,3 +239,36 @@ async def test_ticks_become_documents_dead_letters_and_commits(
         assert header["bullflag.source.topic"] == topics["ticks"].encode()
         assert header["bullflag.source.partition"] == b"0"
         assert header["bullflag.detail"]
+
+
+async def test_a_planted_bull_flag_signals_with_a_map_and_a_random_walk_does_not(
+    kafka_bootstrap: str, topics: dict[str, str], group_id: str
+) -> None:
+    windows = generate_windows(96, seed=3)
+    infer = BullFlagCNNInfer()
+    serving = float(infer.metadata["serving_threshold"])
+    scores = infer.score(build_features(windows.bars)).sequence
+    flag = int(np.flatnonzero((windows.labels.min(axis=1) == 1) & (scores >= serving + 0.05))[0])
+    walk = int(np.flatnonzero((np.asarray(KINDS)[windows.kind] == "random_walk") & (scores < 0.01))[0])
+    ticks = []
+    for symbol, row in (("FLAG", flag), ("WALK", walk)):
+        bars = np.concatenate([windows.bars[row], windows.bars[row][-1:]])
+        starts = START_MS + np.arange(len(bars), dtype=np.int64) * INTERVAL_MS
+        path = bars_to_ticks(bars, starts, symbol, seed=row, interval_ms=INTERVAL_MS)
+        ticks += [
+            (int(ts), symbol.encode(), orjson.dumps({"symbol": symbol, "ts": int(ts), "price": p, "size": s}))
+            for ts, p, s in zip(path.ts_ms, path.price.tolist(), path.size.tolist(), strict=True)
+        ]
+    await produce(kafka_bootstrap, topics["ticks"], [(key, value) for _, key, value in sorted(ticks)])
+    settings = worker_settings(kafka_bootstrap, topics, group_id)
+    worker = Worker(dataclasses.replace(settings, threshold=None), consumer_options=FAST_CONSUMER)
+    async with running(worker):
+        outputs = await read_all(kafka_bootstrap, topics["signals"], 2)
+    documents = {d["symbol"]: d for d in (orjson.loads(r.value) for r in outputs)}
+    assert documents.keys() == {"FLAG", "WALK"}
+    assert documents["FLAG"]["threshold"] == pytest.approx(serving, abs=1e-6)
+    assert documents["FLAG"]["signal"] is True
+    assert documents["FLAG"]["sequence_score"] == pytest.approx(float(scores[flag]), abs=1e-4)
+    assert len(documents["FLAG"]["activation_map"]["intensities"]) == 200
+    assert documents["WALK"]["signal"] is False
+    assert documents["WALK"]["activation_map"] is None
