@@ -8,6 +8,7 @@ must be real settings with valid values, topics and ports must agree across file
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import shlex
@@ -20,9 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.cli import build_parser
 from consumer.config import Settings, env_name, load_settings
+from consumer.http_server import HealthServer
 from consumer.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,9 +133,22 @@ def worker_container() -> dict[str, Any]:
 
 @cache
 def known_metric_names() -> frozenset[str]:
-    """Series names the worker exports, derived from its registry's metric families."""
+    """Series names a running worker's metrics server exports (scraped from its /metrics)."""
+
+    async def scrape() -> str:
+        async with HealthServer(
+            "127.0.0.1", 0, WorkerMetrics(model_version="m", threshold=0.5), bool, bool
+        ) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            await writer.drain()
+            response = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        return response.split(b"\r\n\r\n", 1)[1].decode()
+
     names: set[str] = set()
-    for family in WorkerMetrics().registry.collect():
+    for family in text_string_to_metric_families(asyncio.run(scrape())):
         if family.type == "counter":
             names.add(family.name + "_total")
         elif family.type == "histogram":
