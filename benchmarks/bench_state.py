@@ -20,8 +20,8 @@ import os
 import time
 
 import numpy as np
-from aiokafka import AIOKafkaProducer
 
+from benchmarks.bench_worker import bench_producer
 from benchmarks.report import print_table, write_json
 from consumer.embedded_broker import EmbeddedBroker
 from consumer.pipeline import BarPipeline
@@ -54,13 +54,7 @@ def symbol_bars(symbols: int, seed: int = 0) -> tuple[list[str], np.ndarray, np.
 async def write_state(bootstrap: str, topic: str, symbols: int) -> int:
     """Write the state records of ``symbols`` warm symbols, spread over the partitions."""
     names, starts, bars = symbol_bars(symbols)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=False,
-        linger_ms=20,
-        max_batch_size=1 << 20,
-    )
+    producer = bench_producer(bootstrap)
     await producer.start()
     written = 0
     try:

@@ -77,15 +77,20 @@ def bench_inprocess(symbols: int, ticks: int, batch: int = 10_000) -> dict[str, 
     }
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    """Produce keyed ticks with batching (futures gathered, never awaited one by one)."""
-    producer = AIOKafkaProducer(
+def bench_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer tuned for filling topics fast (large batches, short linger, acks=all)."""
+    return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=False,
         linger_ms=20,
         max_batch_size=1 << 20,
     )
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Produce keyed ticks with batching (futures gathered, never awaited one by one)."""
+    producer = bench_producer(bootstrap)
     await producer.start()
     try:
         futures = [await producer.send(topic, key=symbol_of(v), value=v) for v in values]
