@@ -112,6 +112,11 @@ class RingBuffers:
         slots = self.slots(symbols)
         return np.where(slots >= 0, self._count[np.maximum(slots, 0)], 0)
 
+    def latest(self, slots: np.ndarray) -> np.ndarray:
+        """int64[n] start of the newest stored bar per slot, ``EMPTY_START`` for -1 or no bar."""
+        slots = np.asarray(slots, dtype=np.int64)
+        return np.where(slots >= 0, self._latest[np.maximum(slots, 0)], EMPTY_START)
+
     def warm(self, symbols: Sequence[str]) -> np.ndarray:
         """bool[n]: whether each symbol has a full window (at least ``capacity`` bars)."""
         return self.counts(symbols) >= self.capacity

@@ -319,20 +319,27 @@ class BarPipeline:
         first = np.flatnonzero(np.r_[True, closed.symbol_ids[1:] != closed.symbol_ids[:-1]])
         symbols = [closed.symbols[i] for i in first.tolist()]
         slots = self.buffers.slots(symbols)
-        history = np.full((len(symbols), self.seq_len, 5), np.nan)
-        history_start = np.full((len(symbols), self.seq_len), np.iinfo(np.int64).min)
-        if (slots >= 0).any():
-            history[slots >= 0], history_start[slots >= 0] = self.buffers.windows(slots[slots >= 0])
+        counts = self.buffers.counts(symbols)
         group = np.repeat(np.arange(len(symbols)), np.diff(first, append=len(closed)))
-        fresh = np.flatnonzero(closed.bar_start > history_start[group, -1])
+        fresh = closed.bar_start > self.buffers.latest(slots)[group]
+        # Only symbols that reach seq_len bars in this batch need their stored window gathered.
+        scoring = counts + np.bincount(group[fresh], minlength=len(symbols)) >= self.seq_len
+        rows = np.flatnonzero(fresh & scoring[group])
+        chosen = np.flatnonzero(scoring)
+        history = np.full((len(chosen), self.seq_len, 5), np.nan)
+        history_start = np.full((len(chosen), self.seq_len), np.iinfo(np.int64).min)
+        known = slots[chosen] >= 0
+        if known.any():
+            history[known], history_start[known] = self.buffers.windows(slots[chosen][known])
+        renumber = np.cumsum(scoring) - 1
         windows = _windows_ending_at_each_bar(
             history,
             history_start,
-            self.buffers.counts(symbols),
-            group[fresh],
-            closed.bar_start[fresh],
-            closed.ohlcv()[fresh],
-            [closed.symbols[i] for i in fresh.tolist()],
+            counts[chosen],
+            renumber[group[rows]],
+            closed.bar_start[rows],
+            closed.ohlcv()[rows],
+            [closed.symbols[i] for i in rows.tolist()],
             self.interval_ms,
         )
         ohlcv = closed.ohlcv()
