@@ -9,27 +9,18 @@ line naming the setting.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from consumer.intervals import parse_duration_ms, parse_interval
+
 ENV_PREFIX = "BULLFLAG_"
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 class SettingsError(ValueError):
     """A setting has a value the worker cannot use; the message names the setting."""
-
-
-def parse_duration_ms(text: str) -> int:
-    """``"1m"`` -> 60000. Units: ms, s, m, h, d; a whole positive number or zero before them."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like 500ms, 1s, 1m, 5m, 1h or 1d")
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def parse_duration(text: str) -> str:
@@ -38,10 +29,9 @@ def parse_duration(text: str) -> str:
     return text.strip()
 
 
-def parse_interval(text: str) -> str:
+def parse_bar_interval(text: str) -> str:
     """A bar interval: a duration longer than zero, kept as text (``"1m"``)."""
-    if parse_duration_ms(text) <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
+    parse_interval(text)
     return text.strip()
 
 
@@ -117,7 +107,7 @@ class Settings:
         "Input record kind: 'ticks' (trades) or 'bars' (closed OHLCV bars).",
         _choice("ticks", "bars"),
     )
-    bar_interval: str = setting("1m", "Bar length: e.g. 1s, 1m, 5m, 1h, 1d.", parse_interval)
+    bar_interval: str = setting("1m", "Bar length: e.g. 1s, 1m, 5m, 1h, 1d.", parse_bar_interval)
     allowed_lateness: str = setting(
         "5s", "How late (event time) a tick may arrive and still count.", parse_duration
     )

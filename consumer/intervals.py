@@ -1,4 +1,4 @@
-"""Bar interval strings ("250ms", "1s", "1m", "5m", "1h", "1d") <-> milliseconds."""
+"""Duration and bar interval strings ("250ms", "1s", "1m", "5m", "1h", "1d") <-> milliseconds."""
 
 from __future__ import annotations
 
@@ -9,10 +9,19 @@ UNIT_MS: Final = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_
 """Milliseconds per interval unit; ``m`` is minutes (months are not a fixed length)."""
 
 _PATTERN: Final = re.compile(r"([1-9][0-9]{0,9})(ms|s|m|h|d)")
+_DURATION: Final = re.compile(r"([0-9]{1,10})(ms|s|m|h|d)")
 
 
 class IntervalError(ValueError):
     """An interval string that is not ``<positive int><unit>``."""
+
+
+def parse_duration_ms(text: str) -> int:
+    """Milliseconds in a duration such as ``"500ms"`` or ``"0s"`` (zero allowed)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise IntervalError(f"{text!r} is not a duration like 500ms, 1s, 1m, 5m, 1h or 1d")
+    return int(match.group(1)) * UNIT_MS[match.group(2)]
 
 
 def parse_interval(text: str) -> int:

@@ -14,9 +14,9 @@ from consumer.config import (
     SettingsError,
     add_arguments,
     load_settings,
-    parse_duration_ms,
     settings_markdown,
 )
+from consumer.intervals import parse_duration_ms
 from consumer.metrics import WorkerMetrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -76,7 +76,7 @@ def test_cli_stops_on_a_bad_setting_with_one_line(capsys: pytest.CaptureFixture[
     assert main(["settings", "--bar-interval", "soon"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("bullflag: setting --bar-interval: 'soon' is not a duration")
+    assert err[0].startswith("bullflag: setting --bar-interval: invalid bar interval 'soon'")
 
 
 def test_readme_settings_table_is_generated_from_the_code() -> None:
