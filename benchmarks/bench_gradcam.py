@@ -16,6 +16,7 @@ import argparse
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from captum.attr import LayerAttribution, LayerGradCam
@@ -25,6 +26,8 @@ from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
 from bullflag_model.synthetic import generate_windows
+from consumer.pipeline import Windows
+from consumer.scoring import MAX_CHUNK, Scorer
 
 
 def spec_style(model: BullFlagCNNMultiHead, window: torch.Tensor) -> list[float]:
@@ -82,10 +85,39 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def scoring_path(windows: int, repeats: int) -> dict[str, float]:
+    """The worker's whole scoring path per window against the plain forward of the same chunks.
+
+    ``Scorer.score`` (features, forward, Grad-CAM on the top 10 %, CNNOutput serialisation) on
+    generated windows, in its own chunk size; the floor is ``model(x)`` on the same chunks.
+    """
+    bars = generate_windows(windows, seed=11).bars
+    infer = BullFlagCNNInfer(enable_gradcam=True)
+    features = build_features(bars)
+    infer.threshold = float(np.quantile(infer.score(features).sequence, 0.9))
+    scorer = Scorer(infer, "1m")
+    batch = Windows([f"S{i}" for i in range(windows)], bars, np.arange(windows), np.arange(windows))
+    x = torch.from_numpy(features)
+
+    def floor() -> None:
+        with torch.inference_mode():
+            for lo in range(0, windows, MAX_CHUNK):
+                infer.model(x[lo : lo + MAX_CHUNK])
+
+    floor_s = best_of(floor, repeats)
+    path_s = best_of(lambda: scorer.score(batch), repeats)
+    return {
+        "windows": windows,
+        "floor_us": floor_s / windows * 1e6,
+        "scoring_path_us": path_s / windows * 1e6,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scoring-windows", type=int, default=10_240)
     args = parser.parse_args()
 
     infer = BullFlagCNNInfer(enable_gradcam=True, threshold=0.0)
@@ -137,7 +169,13 @@ def main() -> None:
         ],
         rows,
     )
-    print(f"written {write_json('gradcam', {'results': results})}")
+    path = scoring_path(args.scoring_windows, args.repeats)
+    print(
+        f"worker scoring path ({path['windows']:,} windows, chunks of {MAX_CHUNK}): "
+        f"{path['scoring_path_us']:.1f} us/window vs {path['floor_us']:.1f} us/window plain forward "
+        f"({path['scoring_path_us'] / path['floor_us']:.2f}x)"
+    )
+    print(f"written {write_json('gradcam', {'results': results, 'scoring_path': path})}")
 
 
 if __name__ == "__main__":
