@@ -82,8 +82,10 @@ def build_features(bars: np.ndarray) -> np.ndarray:
     returns = np.diff(c, axis=-1, prepend=o[..., :1])
     scale = np.sqrt(np.mean(returns * returns, axis=-1, keepdims=True)) + _TINY_SCALE
 
-    top = np.maximum(np.maximum(o, c), h)
-    bottom = np.minimum(np.minimum(o, c), low)
+    body_top = np.maximum(o, c)
+    body_bottom = np.minimum(o, c)
+    top = np.maximum(body_top, h)
+    bottom = np.minimum(body_bottom, low)
     range_low = bottom.min(axis=-1, keepdims=True)
     range_span = top.max(axis=-1, keepdims=True) - range_low
     range_span = np.where(range_span > _TINY_SCALE, range_span, np.inf)
@@ -91,18 +93,14 @@ def build_features(bars: np.ndarray) -> np.ndarray:
     mean_volume = volume.mean(axis=-1, keepdims=True)
     mean_volume = np.where(mean_volume > 0, mean_volume, np.inf)
 
-    channels = np.stack(
-        [
-            np.clip(returns / scale, -CLIP, CLIP),
-            np.clip((c - o) / scale, -CLIP, CLIP),
-            np.clip((top - np.maximum(o, c)) / scale, 0.0, CLIP),
-            np.clip((np.minimum(o, c) - bottom) / scale, 0.0, CLIP),
-            (c - range_low) / range_span,
-            (top - range_low) / range_span,
-            (bottom - range_low) / range_span,
-            np.clip((c - c[..., -1:]) / (scale * np.sqrt(length)), -CLIP, CLIP),
-            np.minimum(np.log1p(volume / mean_volume), CLIP),
-        ],
-        axis=-2,
-    )
-    return np.nan_to_num(channels, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    out = np.empty((*bars.shape[:-2], N_FEATURES, length), dtype=np.float32)
+    np.clip(returns / scale, -CLIP, CLIP, out=out[..., 0, :])
+    np.clip((c - o) / scale, -CLIP, CLIP, out=out[..., 1, :])
+    np.clip((top - body_top) / scale, 0.0, CLIP, out=out[..., 2, :])
+    np.clip((body_bottom - bottom) / scale, 0.0, CLIP, out=out[..., 3, :])
+    np.divide(c - range_low, range_span, out=out[..., 4, :])
+    np.divide(top - range_low, range_span, out=out[..., 5, :])
+    np.divide(bottom - range_low, range_span, out=out[..., 6, :])
+    np.clip((c - c[..., -1:]) / (scale * np.sqrt(length)), -CLIP, CLIP, out=out[..., 7, :])
+    np.minimum(np.log1p(volume / mean_volume), CLIP, out=out[..., 8, :])
+    return np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)

@@ -53,32 +53,71 @@ def cnn_output(
     target_head: str = "sequence",
 ) -> dict[str, Any]:
     """Build the document from one ``BullFlagCNNInfer`` result dict (rounded, JSON-ready)."""
-    sequence = round(float(result["sequence_score"]), PROB_DECIMALS)
     cam = result.get("activation_map")
-    activation_map = None
-    if cam is not None:
-        intensities = np.round(np.asarray(cam, dtype=np.float64), INTENSITY_DECIMALS)
-        activation_map = {
-            "target_head": target_head,
-            "indices": _indices(len(intensities)),
-            "intensities": intensities.tolist(),
-        }
-    document: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": output_id(symbol, interval, bar_end_ts, model_version),
-        "symbol": symbol,
-        "interval": interval,
-        "bar_end_ts": int(bar_end_ts),
-        "window_start_ts": int(window_start_ts),
-        "model_version": model_version,
-    }
-    for key in PROB_KEYS:
-        document[key] = round(float(result[key]), PROB_DECIMALS)
-    document["sequence_score"] = sequence
-    document["threshold"] = round(float(threshold), PROB_DECIMALS)
-    document["signal"] = bool(result["sequence_score"] >= threshold)
-    document["activation_map"] = activation_map
+    (document,) = documents(
+        probs=np.array([[result[key] for key in PROB_KEYS]], dtype=np.float64),
+        sequence=np.array([result["sequence_score"]], dtype=np.float64),
+        cams=[None if cam is None else np.asarray(cam, dtype=np.float64)],
+        symbols=[symbol],
+        interval=interval,
+        bar_end_ts=np.array([bar_end_ts]),
+        window_start_ts=np.array([window_start_ts]),
+        model_version=model_version,
+        threshold=threshold,
+        target_head=target_head,
+    )
     return document
+
+
+def documents(
+    *,
+    probs: np.ndarray,
+    sequence: np.ndarray,
+    cams: list[np.ndarray | None],
+    symbols: list[str],
+    interval: str,
+    bar_end_ts: np.ndarray,
+    window_start_ts: np.ndarray,
+    model_version: str,
+    threshold: float,
+    target_head: str = "sequence",
+) -> list[dict[str, Any]]:
+    """The documents of n rows: ``probs`` [n, 4] (``PROB_KEYS`` order), ``sequence`` [n], a map or None each.
+
+    Rounding is done once per batch with numpy, so one document costs a dict and its JSON.
+    """
+    rounded_probs = np.round(np.asarray(probs, dtype=np.float64), PROB_DECIMALS).tolist()
+    rounded_sequence = np.round(np.asarray(sequence, dtype=np.float64), PROB_DECIMALS).tolist()
+    signals = (np.asarray(sequence) >= threshold).tolist()
+    rounded_threshold = round(float(threshold), PROB_DECIMALS)
+    out = []
+    for i, symbol in enumerate(symbols):
+        end = int(bar_end_ts[i])
+        document: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "id": output_id(symbol, interval, end, model_version),
+            "symbol": symbol,
+            "interval": interval,
+            "bar_end_ts": end,
+            "window_start_ts": int(window_start_ts[i]),
+            "model_version": model_version,
+        }
+        document.update(zip(PROB_KEYS, rounded_probs[i], strict=True))
+        document["sequence_score"] = rounded_sequence[i]
+        document["threshold"] = rounded_threshold
+        document["signal"] = signals[i]
+        cam = cams[i]
+        document["activation_map"] = (
+            None
+            if cam is None
+            else {
+                "target_head": target_head,
+                "indices": _indices(len(cam)),
+                "intensities": np.round(cam.astype(np.float64), INTENSITY_DECIMALS).tolist(),
+            }
+        )
+        out.append(document)
+    return out
 
 
 def encode_cnn_output(document: dict[str, Any]) -> bytes:
@@ -97,17 +136,16 @@ def encode_batch(
     threshold: float,
 ) -> list[bytes]:
     """Serialise every row of a scored batch; ``symbols`` and the ts arrays align with its rows."""
-    return [
-        encode_cnn_output(
-            cnn_output(
-                scores.row(i),
-                symbol=symbol,
-                interval=interval,
-                bar_end_ts=int(bar_end_ts[i]),
-                window_start_ts=int(window_start_ts[i]),
-                model_version=model_version,
-                threshold=threshold,
-            )
-        )
-        for i, symbol in enumerate(symbols)
-    ]
+    cams = [scores.cams[i] if has else None for i, has in enumerate(scores.has_cam.tolist())]
+    batch = documents(
+        probs=scores.probs,
+        sequence=scores.sequence,
+        cams=cams,
+        symbols=symbols,
+        interval=interval,
+        bar_end_ts=bar_end_ts,
+        window_start_ts=window_start_ts,
+        model_version=model_version,
+        threshold=threshold,
+    )
+    return [orjson.dumps(document) for document in batch]
