@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +48,7 @@ from bullflag_model.checkpoint import CheckpointError
 from bullflag_model.features import SEQ_LEN, build_features
 from bullflag_model.infer import PROB_KEYS, BullFlagCNNInfer
 from bullflag_model.synthetic import KINDS, generate_windows
+from consumer.cli_types import finite_number, integer_at_least, probability
 from consumer.config import Settings
 from consumer.embedded_broker import BrokerError, BrokerUnavailableError, EmbeddedBroker
 from consumer.explain import (
@@ -917,40 +918,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def _number(text: str) -> float:
-    """argparse type: a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def _probability(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not in [0, 1]")
-    return value
-
-
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     """Register ``bullflag demo``."""
     parser = subcommands.add_parser(
@@ -963,21 +930,21 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--symbols",
         metavar="N",
-        type=_count(1),
+        type=integer_at_least(1),
         default=DEFAULT_SYMBOLS,
         help=f"Symbols (default {DEFAULT_SYMBOLS}).",
     )
     parser.add_argument(
         "--bars",
         metavar="B",
-        type=_count(WARMUP_BARS),
+        type=integer_at_least(WARMUP_BARS),
         default=DEFAULT_BARS,
         help=f"Bars closed per symbol, the first {WARMUP_BARS} a warm-up (default {DEFAULT_BARS}).",
     )
     parser.add_argument(
         "--speed",
         metavar="X",
-        type=_number,
+        type=finite_number,
         default=DEFAULT_SPEED,
         help=f"Replay speed after the warm-up, times real time; 0: as fast as possible "
         f"(default {DEFAULT_SPEED:g}: {DEFAULT_SPEED / 60:g} one-minute bars a second).",
@@ -985,14 +952,14 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-seconds",
         metavar="SECONDS",
-        type=_number,
+        type=finite_number,
         default=DEFAULT_MAX_SECONDS,
         help=f"Stop after this many seconds even if outputs are still due (default {DEFAULT_MAX_SECONDS:g}).",
     )
     parser.add_argument(
         "--threshold",
         metavar="P",
-        type=_probability,
+        type=probability,
         default=None,
         help="Signal threshold on sequence_score (default: the checkpoint's serving threshold).",
     )
@@ -1006,12 +973,16 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-plots",
         metavar="N",
-        type=_count(0),
+        type=integer_at_least(0),
         default=DEFAULT_MAX_PLOTS,
         help=f"Most signals drawn to PNG (default {DEFAULT_MAX_PLOTS}).",
     )
     parser.add_argument(
-        "--seed", metavar="S", type=_count(0), default=DEFAULT_SEED, help="Seed of the generated market."
+        "--seed",
+        metavar="S",
+        type=integer_at_least(0),
+        default=DEFAULT_SEED,
+        help="Seed of the generated market.",
     )
     parser.add_argument(
         "--checkpoint",
@@ -1026,7 +997,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--windows",
         metavar="N",
-        type=_count(1),
+        type=integer_at_least(1),
         default=None,
         help="Windows to score offline (implies --offline; default 40).",
     )

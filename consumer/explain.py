@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from bullflag_model.infer import PROB_KEYS
 from bullflag_model.plot import FORMATS, PlotError, plot_window
+from consumer.cli_types import positive_seconds
 from consumer.config import env_name
 from consumer.intervals import IntervalError, parse_interval
 from consumer.replay import BarTable, TableError, TradeTable, read_table
@@ -489,17 +490,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seconds(text: str) -> float:
-    """argparse type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
-    return value
-
-
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     """Register ``bullflag explain``."""
     parser = subcommands.add_parser(
@@ -538,7 +528,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=positive_seconds,
         default=DEFAULT_TIMEOUT_S,
         help=f"Longest time to read a topic (default {DEFAULT_TIMEOUT_S:g}).",
     )

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from bullflag_model.features import CLOSE, OPEN, SEQ_LEN, VOLUME
 from bullflag_model.synthetic import HEADS, KINDS, GeneratorParams, generate_windows
+from consumer.cli_types import finite_number, integer_at_least, probability
 from consumer.config import env_name
 from consumer.intervals import IntervalError, format_interval, parse_interval
 from consumer.ticks import MAX_TS_MS, MIN_TS_MS, SYMBOL_PATTERN
@@ -963,35 +964,11 @@ async def _settle(unsettled: list[asyncio.Future[Any]], bar: tqdm, keep: int = 0
         raise failure
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = _parsed(int, text, "an integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = _parsed(int, text, "an integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
-    return value
-
-
 def _speed(text: str) -> float:
     """argparse type: a speed factor, finite and >= 0."""
-    value = _parsed(float, text, "a number")
-    if not (math.isfinite(value) and value >= 0):
+    value = finite_number(text)
+    if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0 (0: as fast as possible)")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = _parsed(float, text, "a number")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1]")
     return value
 
 
@@ -1013,14 +990,6 @@ def _start_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither epoch milliseconds nor an ISO-8601 time"
         ) from None
-
-
-def _parsed(kind: type[int] | type[float], text: str, what: str) -> Any:
-    """``kind(text)``, or an argparse error saying what was expected."""
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1132,19 +1101,19 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "--generate", action="store_true", help="Replay a generated market instead of a file."
     )
     source.add_argument(
-        "--symbols", metavar="N", type=_positive_int, default=20, help="Generated symbols (default 20)."
+        "--symbols", metavar="N", type=integer_at_least(1), default=20, help="Generated symbols (default 20)."
     )
     source.add_argument(
         "--bars",
         metavar="B",
-        type=_positive_int,
+        type=integer_at_least(1),
         default=1000,
         help="Bars per generated symbol (default 1000).",
     )
     source.add_argument(
         "--flag-fraction",
         metavar="F",
-        type=_fraction,
+        type=probability,
         default=0.3,
         help="Share of generated 200-bar windows that are bull flags (default 0.3).",
     )
@@ -1158,7 +1127,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--seed",
         metavar="S",
-        type=_non_negative_int,
+        type=integer_at_least(0),
         default=7,
         help="Seed of the generated market and of the trade paths drawn inside bars (default 7).",
     )
@@ -1212,7 +1181,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     kafka.add_argument(
         "--partitions",
         metavar="N",
-        type=_positive_int,
+        type=integer_at_least(1),
         default=4,
         help="Partitions of a topic --create-topic makes (default 4).",
     )
@@ -1232,12 +1201,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     kafka.add_argument(
         "--linger-ms",
         metavar="MS",
-        type=_non_negative_int,
+        type=integer_at_least(0),
         default=20,
         help="Producer batching delay (default 20).",
     )
     kafka.add_argument(
-        "--limit", metavar="N", type=_non_negative_int, default=None, help="Send at most this many records."
+        "--limit", metavar="N", type=integer_at_least(0), default=None, help="Send at most this many records."
     )
     kafka.add_argument(
         "--progress",
