@@ -237,16 +237,23 @@ class TickDecoder:
             for i in range(0, max(len(values), 1), size)
         ]
 
-    def _ticks(
+    def _common(
         self, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None, offset: int
-    ) -> DecodedTicks:
-        """Decode one chunk of tick values; indices count from ``offset``."""
+    ) -> tuple[_Verdicts, list[dict[str, object]], list[object], np.ndarray]:
+        """What ticks and bars share: parse, then check size, JSON, symbol, key and ``ts``."""
         verdicts = _Verdicts(len(values), offset)
         objs = _parse(values, self.max_bytes, verdicts)
         symbols = _field(objs, "symbol")
         self._check_symbols(verdicts, symbols, keys)
         ts, ts_status = _timestamps(_field(objs, "ts"))
         verdicts.apply(ts_status, "ts", RejectReason.BAD_TS)
+        return verdicts, objs, symbols, ts
+
+    def _ticks(
+        self, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None, offset: int
+    ) -> DecodedTicks:
+        """Decode one chunk of tick values; indices count from ``offset``."""
+        verdicts, objs, symbols, ts = self._common(values, keys, offset)
         price, status = _numbers(_field(objs, "price"), positive=True)
         verdicts.apply(status, "price", RejectReason.BAD_PRICE)
         size, status = _numbers(_field(objs, "size"), positive=False, default=0.0)
@@ -272,12 +279,7 @@ class TickDecoder:
         self, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None, offset: int
     ) -> DecodedBars:
         """Decode one chunk of bar values; indices count from ``offset``."""
-        verdicts = _Verdicts(len(values), offset)
-        objs = _parse(values, self.max_bytes, verdicts)
-        symbols = _field(objs, "symbol")
-        self._check_symbols(verdicts, symbols, keys)
-        ts, ts_status = _timestamps(_field(objs, "ts"))
-        verdicts.apply(ts_status, "ts", RejectReason.BAD_TS)
+        verdicts, objs, symbols, ts = self._common(values, keys, offset)
         prices = {}
         for field in ("open", "high", "low", "close"):
             prices[field], status = _numbers(_field(objs, field), positive=True)
