@@ -3,8 +3,10 @@
 Run: ``python -m benchmarks.bench_worker`` (``--help`` for sizes). Three measurements:
 
 - ``inprocess``: decode + validate + aggregate + buffer (``BarPipeline.process``), no broker;
-- ``end_to_end``: N ticks of S symbols produced to a 4-partition topic first, then one worker
-  consumes them all (validation, DLQ routing and scoring on); ticks/s and CPU us per tick;
+- ``end_to_end``: N ticks of S symbols (``--ticks-per-bar`` per symbol and bar) produced to a
+  4-partition topic first, then one worker is started and consumes them all (validation, DLQ
+  routing, state and scoring on); ticks/s and CPU us per tick from the moment it is ready to the
+  end of the batch holding the last record (outputs and state acknowledged, offsets committed);
 - ``latency``: S warm symbols close a bar at the same moment; the worker's own
   bar-close-to-acknowledgement latencies (p50/p99), Grad-CAM on about 10 % of them.
 """
@@ -26,6 +28,7 @@ from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
 from consumer.embedded_broker import EmbeddedBroker
+from consumer.gc_tuning import batch_friendly_gc
 from consumer.pipeline import BarPipeline
 from consumer.topics import TopicSpec, ensure_topics
 from consumer.worker import Worker
@@ -33,6 +36,7 @@ from consumer.worker import Worker
 INTERVAL_MS = 60_000
 START_MS = 1_732_550_400_000
 PARTITIONS = 4
+E2E_COLUMNS = ("symbols", "ticks_per_bar", "ticks", "windows_scored", "ticks_per_s", "cpu_us_per_tick")
 FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
 
 
@@ -61,15 +65,17 @@ def symbol_of(value: bytes) -> bytes:
 
 
 def bench_inprocess(symbols: int, ticks: int, batch: int = 10_000) -> dict[str, float]:
-    """Ticks/s of ``BarPipeline.process`` (decode, validate, aggregate, buffer, windows)."""
+    """Ticks/s of ``BarPipeline.process`` (decode, validate, aggregate, buffer, windows), under the
+    worker's garbage-collector settings."""
     bars = max(2, ticks // (symbols * 4))
     values = tick_values(symbols, 4, bars)
     keys = [symbol_of(v) for v in values]
     pipeline = BarPipeline(INTERVAL_MS, 5_000)
-    start_wall, start_cpu = time.perf_counter(), time.process_time()
-    for lo in range(0, len(values), batch):
-        pipeline.process(0, values[lo : lo + batch], keys[lo : lo + batch])
-    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    with batch_friendly_gc(Settings().gc_threshold):
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        for lo in range(0, len(values), batch):
+            pipeline.process(0, values[lo : lo + batch], keys[lo : lo + batch])
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     return {
         "ticks": len(values),
         "ticks_per_s": len(values) / wall,
@@ -147,21 +153,41 @@ async def wait_consumed(worker: Worker, target: int, timeout_s: float = 600.0) -
         await asyncio.sleep(0.005)
 
 
-async def bench_end_to_end(bootstrap: str, symbols: int, ticks: int, threshold: float) -> dict[str, float]:
-    """Prefill the topic, then time one worker from its first record to the last one processed."""
-    name = f"e2e-{symbols}-{time.time_ns()}"
-    values = tick_values(symbols, 4, max(2, ticks // (symbols * 4)))
+async def timed_worker(bootstrap: str, name: str, ticks: int, threshold: float) -> dict[str, float]:
+    """One worker over the prefilled topic ``name``.ticks, timed from ready to the end of the batch
+    holding the ``ticks``-th record (its outputs and state acknowledged, its offsets committed)."""
     async with running_worker(bootstrap, name, threshold) as worker:
-        await produce(bootstrap, worker.settings.ticks_topic, values)
-        await wait_consumed(worker, 1)
+        finished: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
+        observe = worker.metrics.observe_batch
+
+        def batch_done(seconds: float) -> None:
+            observe(seconds)
+            if consumed(worker) >= ticks and not finished.done():
+                finished.set_result((time.perf_counter(), time.process_time()))
+
+        worker.metrics.observe_batch = batch_done  # type: ignore[method-assign]
+        while not worker.ready:
+            await asyncio.sleep(0.001)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        await wait_consumed(worker, len(values))
-        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+        end_wall, end_cpu = await asyncio.wait_for(finished, 600)
+        windows = worker.metrics.registry.get_sample_value("bullflag_inferences_total") or 0.0
     return {
-        "ticks": len(values),
-        "ticks_per_s": len(values) / wall,
-        "cpu_us_per_tick": cpu / len(values) * 1e6,
+        "ticks": ticks,
+        "ticks_per_s": ticks / (end_wall - start_wall),
+        "cpu_us_per_tick": (end_cpu - start_cpu) / ticks * 1e6,
+        "windows_scored": windows,
     }
+
+
+async def bench_end_to_end(
+    bootstrap: str, symbols: int, ticks: int, ticks_per_bar: int, threshold: float
+) -> dict[str, float]:
+    """Prefill a 4-partition topic, then start one worker and time it over every record."""
+    name = f"e2e-{symbols}-{time.time_ns()}"
+    values = tick_values(symbols, ticks_per_bar, max(2, ticks // (symbols * ticks_per_bar)))
+    await ensure_topics(bootstrap, [TopicSpec(f"{name}.ticks", PARTITIONS)])
+    await produce(bootstrap, f"{name}.ticks", values)
+    return await timed_worker(bootstrap, name, len(values), threshold) | {"ticks_per_bar": ticks_per_bar}
 
 
 async def bench_latency(bootstrap: str, symbols: int) -> dict[str, float]:
@@ -214,8 +240,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
     async with EmbeddedBroker() as broker:
         results["end_to_end"] = [
-            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, threshold=0.9) | {"symbols": s}
+            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, tpb, threshold=0.9) | {"symbols": s}
             for s in args.symbols
+            for tpb in args.ticks_per_bar
         ]
         results["latency"] = [await bench_latency(broker.bootstrap, s) for s in args.latency_symbols]
     return results
@@ -226,14 +253,25 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--inprocess-ticks", type=int, default=1_000_000)
     parser.add_argument("--e2e-ticks", type=int, default=1_000_000)
+    parser.add_argument(
+        "--ticks-per-bar",
+        type=int,
+        nargs="+",
+        default=[4, 60],
+        help="end-to-end inputs: ticks per symbol per bar (fewer means more windows scored per tick)",
+    )
     parser.add_argument("--latency-symbols", type=int, nargs="+", default=[1, 100, 1_000, 10_000])
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     print_table(
-        ["symbols", "in-process ticks/s", "CPU us/tick", "end-to-end ticks/s", "CPU us/tick"],
+        ["symbols", "in-process ticks/s", "CPU us/tick"],
+        [[r["symbols"], r["ticks_per_s"], r["cpu_us_per_tick"]] for r in results["inprocess"]],  # type: ignore[index,union-attr]
+    )
+    print_table(
+        ["symbols", "ticks/bar", "ticks", "windows scored", "end-to-end ticks/s", "CPU us/tick"],
         [
-            [a["symbols"], a["ticks_per_s"], a["cpu_us_per_tick"], b["ticks_per_s"], b["cpu_us_per_tick"]]
-            for a, b in zip(results["inprocess"], results["end_to_end"], strict=True)  # type: ignore[arg-type]
+            [r[k] for k in E2E_COLUMNS]
+            for r in results["end_to_end"]  # type: ignore[union-attr]
         ],
     )
     print_table(
