@@ -33,6 +33,7 @@ from aiokafka.helpers import create_ssl_context
 
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
+from consumer.gc_tuning import batch_friendly_gc
 from consumer.http_server import HealthServer
 from consumer.metrics import WorkerMetrics
 from consumer.pipeline import BarPipeline, PartitionOutcome, Windows
@@ -188,7 +189,8 @@ class Worker:
         await self.health_server.start()
         log.info("metrics and probes on %s", self.health_server.url)
         try:
-            await self._run_clients(stop)
+            with batch_friendly_gc(settings.gc_threshold):
+                await self._run_clients(stop)
         except BaseException:
             self._failed = True
             raise
