@@ -157,8 +157,11 @@ class RingBuffers:
                 f"slots must lie in [0, {self._used}) (use slots() to look symbols up), "
                 f"got range [{slots.min()}, {slots.max()}]"
             )
-        rows = (self._position[slots, None] + np.arange(self.capacity)) % self.capacity
-        return self._bars[slots[:, None], rows], self._start[slots[:, None], rows]
+        capacity = self.capacity
+        flat = slots[:, None] * capacity + (self._position[slots, None] + np.arange(capacity)) % capacity
+        # np.take gathers whole rows several times faster than the equivalent fancy index.
+        bars = np.take(self._bars.reshape(-1, len(FIELDS)), flat, axis=0)
+        return bars, np.take(self._start.reshape(-1), flat)
 
     def remove(self, symbols: Sequence[str]) -> int:
         """Free the buffers of ``symbols`` (e.g. on partition revocation); returns how many."""

@@ -326,10 +326,12 @@ class BarPipeline:
         scoring = counts + np.bincount(group[fresh], minlength=len(symbols)) >= self.seq_len
         rows = np.flatnonzero(fresh & scoring[group])
         chosen = np.flatnonzero(scoring)
-        history = np.full((len(chosen), self.seq_len, 5), np.nan)
-        history_start = np.full((len(chosen), self.seq_len), np.iinfo(np.int64).min)
         known = slots[chosen] >= 0
-        if known.any():
+        if known.all():
+            history, history_start = self.buffers.windows(slots[chosen])
+        else:
+            history = np.full((len(chosen), self.seq_len, 5), np.nan)
+            history_start = np.full((len(chosen), self.seq_len), np.iinfo(np.int64).min)
             history[known], history_start[known] = self.buffers.windows(slots[chosen][known])
         renumber = np.cumsum(scoring) - 1
         windows = _windows_ending_at_each_bar(
@@ -414,7 +416,7 @@ def _windows_ending_at_each_bar(
     flat_start = np.concatenate([history_start.reshape(-1), bar_start])
     return Windows(
         symbols=[symbols[i] for i in rows.tolist()],
-        bars=flat_bars[index],
+        bars=np.take(flat_bars, index, axis=0),
         bar_end_ts=bar_start[rows] + interval_ms,
         window_start_ts=flat_start[index[:, 0]],
     )
