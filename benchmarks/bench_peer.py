@@ -1,4 +1,4 @@
-"""Peer baselines for the worker: Quix Streams 1-minute OHLCV bars, and a bare aiokafka loop.
+"""The worker next to its peers on one input: Quix Streams 1-minute OHLCV bars, a bare aiokafka loop.
 
 Run: ``python -m benchmarks.bench_peer`` (``--ticks``, ``--symbols``, ``--repeats``). The parent
 starts one embedded broker; for every run it creates a fresh 4-partition topic, produces N ticks
@@ -6,6 +6,9 @@ starts one embedded broker; for every run it creates a fresh 4-partition topic, 
 own subprocess with a fresh consumer group, so the CPU time is that process's alone (all its
 threads, librdkafka's included) and neither client's threads or event loop share a process:
 
+- ``bullflag``: the worker with its default settings (validation, DLQ routing, bars, buffers,
+  state and scoring on), timed as in ``benchmarks.bench_worker``: from ready until it has taken
+  all N records and finished every batch (outputs and state acknowledged, offsets committed).
 - ``quixstreams``: ``Application`` (at-least-once, state in a temporary directory, changelog on)
   with the tick's ``ts`` as event time, a 1-minute tumbling window per key aggregated into
   open/high/low/close/volume (``First``, ``Max``, ``Min``, ``Last``, ``Sum``), ``.final()``.
@@ -17,6 +20,8 @@ threads, librdkafka's included) and neither client's threads or event loop share
   of every value, one manual ``commit()`` per batch, no validation and no aggregation. The
   clocks start when the first batch arrives and stop after the commit of the batch holding
   the Nth record.
+- ``aiokafka+gc``: the same loop under the worker's garbage-collector settings
+  (``consumer.gc_tuning``), to show how much of the difference is the interpreter's collector.
 
 Each run's rates are over the records processed inside its timed span; the best of
 ``--repeats`` runs (highest ticks/s) is reported. Without ``quixstreams`` installed its row
@@ -37,12 +42,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, produce, tick_values
+from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, produce, tick_values, timed_worker
 from benchmarks.report import print_table, write_json
+from consumer.config import Settings
 from consumer.embedded_broker import EmbeddedBroker
+from consumer.gc_tuning import batch_friendly_gc
 from consumer.topics import TopicSpec, ensure_topics
 
-FRAMEWORKS = ("quixstreams", "aiokafka")
+FRAMEWORKS = ("bullflag", "quixstreams", "aiokafka", "aiokafka+gc")
 SKIPPED = "skipped: pip install -e .[bench]"
 MAX_RECORDS = 20_000
 CHILD_TIMEOUT_S = 900.0
@@ -200,10 +207,16 @@ def main() -> None:
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "quixstreams":
+    if args.child == "bullflag":
+        name = args.topic.removesuffix(".ticks")
+        result = asyncio.run(timed_worker(args.bootstrap, name, args.ticks, threshold=0.9))
+    elif args.child == "quixstreams":
         result = consume_quix(args.bootstrap, args.topic, args.group, args.ticks)
     elif args.child == "aiokafka":
         result = asyncio.run(consume_aiokafka(args.bootstrap, args.topic, args.group, args.ticks))
+    elif args.child == "aiokafka+gc":
+        with batch_friendly_gc(Settings().gc_threshold):
+            result = asyncio.run(consume_aiokafka(args.bootstrap, args.topic, args.group, args.ticks))
     else:
         results = asyncio.run(main_async(args))
         rows: list[list[Any]] = [

@@ -169,7 +169,7 @@ class WorkerMetrics:
         )
         self._pauses = Counter(
             "bullflag_backpressure_pauses_total",
-            "Times fetching was paused because publishing fell behind.",
+            "Times the worker waited for its previous batch to be scored and published before fetching more.",
             registry=reg,
         )
         self._restored = Counter(
@@ -233,7 +233,9 @@ class WorkerMetrics:
         )
         self._newest_bar_close_s = 0.0
         self._paused = Gauge(
-            "bullflag_paused", "1 while fetching is paused for backpressure, else 0.", registry=reg
+            "bullflag_paused",
+            "1 while the worker waits for its previous batch before fetching more (backpressure), else 0.",
+            registry=reg,
         )
         self._is_paused = False
 

@@ -49,6 +49,8 @@ class Windows:
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return Windows([], np.zeros((0, seq_len, 5)), empty, empty)
+        if len(parts) == 1:
+            return parts[0]
         return Windows(
             [s for part in parts for s in part.symbols],
             np.concatenate([part.bars for part in parts]),

@@ -1,24 +1,28 @@
 """The streaming worker: the asyncio shell around ``BarPipeline`` and ``Scorer``.
 
-One place decides the order of work for every batch (``_process``):
+Every batch goes through two stages, and batches go through each stage in fetch order:
 
-1. decode, aggregate and buffer each partition's records (``BarPipeline``);
-2. score every window that closed, in the scoring thread (``Scorer``), so the event loop
-   keeps heartbeats, fetching and metrics going;
-3. send the dead letters and the CNNOutput documents, then wait until the broker has
-   acknowledged all of them (``acks=all``);
-4. only then commit the batch's offsets: at-least-once delivery, and the output ``id`` lets
-   downstream deduplicate.
+1. ``_ingest``: decode, aggregate and buffer each partition's records (``BarPipeline``) and
+   gather the windows of the bars that closed;
+2. ``_finish``: score those windows in the scoring thread (``Scorer``); then, once the batch
+   before has finished, send the dead letters and CNNOutput documents and wait until the
+   broker has acknowledged all of them (``acks=all``), write the state, and only then commit
+   the batch's offsets: at-least-once delivery, and the output ``id`` lets downstream
+   deduplicate.
 
-Rebalances wait for the batch in flight (``_batch_lock``), so a revoked partition's offsets are
-committed before its state is dropped.
+Batch N+1 is fetched and ingested while batch N is finished, so decoding on the event loop
+overlaps with scoring and with waiting for acknowledgements. Rebalances wait for every batch
+in flight (``_batch_lock`` and ``_finishing``), so a revoked partition's state is saved and its
+offsets committed before its state is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import operator
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +53,6 @@ log = logging.getLogger("bullflag.worker")
 DEFAULT_THRESHOLD = 0.5
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
-PAUSE_AT_WINDOWS = 2_048
 MAX_BATCH_BYTES = 512 * 1024
 STARTUP_BACKOFF_INITIAL_S = 0.5
 STARTUP_BACKOFF_MAX_S = 30.0
@@ -86,6 +89,23 @@ def dead_letter_headers(topic: str, record: ConsumerRecord, reject: Reject) -> l
         ("bullflag.source.partition", str(record.partition).encode()),
         ("bullflag.source.offset", str(record.offset).encode()),
     ]
+
+
+_value = operator.attrgetter("value")
+_key = operator.attrgetter("key")
+_offset = operator.attrgetter("offset")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ingested:
+    """A batch between ingest and finish: per-partition outcomes, dead letters, windows to score."""
+
+    started: float
+    closed_at: float
+    outcomes: dict[TopicPartition, PartitionOutcome]
+    ends: dict[TopicPartition, int]
+    dead_letters: list[Outgoing]
+    windows: Windows
 
 
 def _admin_options(settings: Settings) -> dict[str, Any]:
@@ -145,6 +165,7 @@ class Worker:
         self._producer: AIOKafkaProducer | None = None
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bullflag-scoring")
         self._batch_lock = asyncio.Lock()
+        self._finishing: asyncio.Task[None] | None = None
         self._checkpoints = CheckpointBook()
         self._expected: dict[TopicPartition, int | None] = {}
         self._publisher: Publisher | None = None
@@ -164,6 +185,11 @@ class Worker:
     def failed(self) -> bool:
         """The worker stopped because of an error it could not recover from."""
         return self._failed
+
+    @property
+    def finishing(self) -> bool:
+        """A batch is being scored, published or committed."""
+        return self._finishing is not None and not self._finishing.done()
 
     def not_ready_reason(self) -> str:
         """Why ``/readyz`` says 503."""
@@ -244,6 +270,11 @@ class Worker:
         await ensure_topics(self.settings.bootstrap_servers, [spec], **_admin_options(self.settings))
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        """Fetch and ingest batch N+1 while batch N is scored, published and committed.
+
+        At most one batch is being finished and one more is ingested ahead of it: the loop
+        waits for the older one before fetching again, which is the worker's backpressure.
+        """
         assert self._consumer is not None
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -259,14 +290,33 @@ class Worker:
                 batch = fetch.result()
                 if batch:
                     async with self._batch_lock:
-                        await self._process(batch)
+                        ingested = self._ingest(batch)
+                    previous = self._finishing
+                    self._finishing = asyncio.create_task(self._finish(ingested, previous))
+                    if previous is not None:
+                        await self._wait_for(previous)
+                elif self._finishing is not None:
+                    await self._wait_for(self._finishing)
                 await self._update_gauges()
         finally:
             stopping.cancel()
             await asyncio.gather(stopping, return_exceptions=True)
+            if self._finishing is not None:
+                await self._finishing
 
-    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """One batch, in this order: pipeline, scoring, outputs + DLQ acked, state acked, commit.
+    async def _wait_for(self, finishing: asyncio.Task[None]) -> None:
+        """Wait for a batch being finished; ``bullflag_paused`` is 1 while the loop waits."""
+        if finishing.done():
+            finishing.result()
+            return
+        self.metrics.set_paused(True)
+        try:
+            await finishing
+        finally:
+            self.metrics.set_paused(False)
+
+    def _ingest(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> _Ingested:
+        """Decode, aggregate and buffer each partition's records; gather the windows to score.
 
         Records of a partition whose state is not restored yet (aiokafka may fetch before the
         assignment callback has run), or that do not continue where its state left off, are put
@@ -274,9 +324,10 @@ class Worker:
         """
         assert self._consumer is not None
         started = time.perf_counter()
-        outgoing: list[Outgoing] = []
-        windows: list[Windows] = []
         outcomes: dict[TopicPartition, PartitionOutcome] = {}
+        ends: dict[TopicPartition, int] = {}
+        dead_letters: list[Outgoing] = []
+        windows: list[Windows] = []
         for tp, records in batch.items():
             if tp not in self._expected:
                 self._consumer.seek(tp, records[0].offset)
@@ -288,13 +339,14 @@ class Worker:
             self._expected[tp] = records[-1].offset + 1
             outcome = self.pipeline.process(
                 tp.partition,
-                [r.value for r in records],
-                [r.key for r in records],
-                np.fromiter((r.offset for r in records), np.int64, len(records)),
+                list(map(_value, records)),
+                list(map(_key, records)),
+                np.fromiter(map(_offset, records), np.int64, len(records)),
             )
             outcomes[tp] = outcome
+            ends[tp] = records[-1].offset + 1
             self.metrics.record_consumed(tp.topic, len(records))
-            outgoing += self._dead_letters(tp.topic, records, outcome.rejects)
+            dead_letters += self._dead_letters(tp.topic, records, outcome.rejects)
             self.metrics.record_duplicates(outcome.duplicates)
             self.metrics.record_bars_closed(
                 trades=outcome.trade_bars, gap=outcome.gap_bars, newest_end_ms=outcome.newest_bar_end_ms
@@ -302,29 +354,36 @@ class Worker:
             self.metrics.record_refused_symbols(len(outcome.refused_symbols))
             windows.append(outcome.windows)
         to_score = Windows.concat(windows, self.pipeline.seq_len)
-        closed_at = time.perf_counter()
-        with self._paused_while(len(to_score) >= PAUSE_AT_WINDOWS):
-            if len(to_score):
-                loop = asyncio.get_running_loop()
-                scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
-                self.metrics.record_scoring(
-                    scored.windows,
-                    time.perf_counter() - closed_at,
-                    signals=scored.signals,
-                    gradcam_maps=scored.maps,
-                )
-                outgoing += [
-                    Outgoing(self.settings.signals_topic, symbol.encode(), value, self.scorer.headers)
-                    for symbol, value in zip(scored.symbols, scored.values, strict=True)
-                ]
-            await self._publish(outgoing)
-            outputs = len(outgoing) - sum(len(o.rejects) for o in outcomes.values())
-            if outputs:
-                self.metrics.record_published(outputs)
-                self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - closed_at))
-            await self._publish(self._state_records(batch, outcomes))
-            await self._commit(outcomes)
-        self.metrics.observe_batch(time.perf_counter() - started)
+        return _Ingested(started, time.perf_counter(), outcomes, ends, dead_letters, to_score)
+
+    async def _finish(self, ingested: _Ingested, previous: asyncio.Task[None] | None) -> None:
+        """Score the batch's windows, then (after the batch before it) publish outputs and dead
+        letters, wait for their acknowledgements, publish the state and commit."""
+        outgoing = list(ingested.dead_letters)
+        to_score = ingested.windows
+        if len(to_score):
+            loop = asyncio.get_running_loop()
+            scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
+            self.metrics.record_scoring(
+                scored.windows,
+                time.perf_counter() - ingested.closed_at,
+                signals=scored.signals,
+                gradcam_maps=scored.maps,
+            )
+            outgoing += [
+                Outgoing(self.settings.signals_topic, symbol.encode(), value, self.scorer.headers)
+                for symbol, value in zip(scored.symbols, scored.values, strict=True)
+            ]
+        if previous is not None:
+            await previous
+        await self._publish(outgoing)
+        outputs = len(outgoing) - len(ingested.dead_letters)
+        if outputs:
+            self.metrics.record_published(outputs)
+            self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - ingested.closed_at))
+        await self._publish(self._state_records(ingested))
+        await self._commit(ingested.outcomes)
+        self.metrics.observe_batch(time.perf_counter() - ingested.started)
 
     def _dead_letters(
         self, topic: str, records: list[ConsumerRecord], rejects: list[Reject]
@@ -346,15 +405,11 @@ class Worker:
             for r in rejects
         ]
 
-    def _state_records(
-        self,
-        batch: dict[TopicPartition, list[ConsumerRecord]],
-        outcomes: dict[TopicPartition, PartitionOutcome],
-    ) -> list[Outgoing]:
+    def _state_records(self, ingested: _Ingested) -> list[Outgoing]:
         """Closed bars, then a checkpoint, per partition, for the state topic's same partition."""
         state_topic = self.settings.state_topic
         out = []
-        for tp, outcome in outcomes.items():
+        for tp, outcome in ingested.outcomes.items():
             stored = outcome.stored
             out += [
                 Outgoing(state_topic, key, value, partition=tp.partition)
@@ -366,8 +421,9 @@ class Worker:
                     self.pipeline.seq_len,
                 )
             ]
-            end = batch[tp][-1].offset + 1
-            checkpoint = self._checkpoints.checkpoint(tp.partition, end, outcome.commit, outcome.mark)
+            checkpoint = self._checkpoints.checkpoint(
+                tp.partition, ingested.ends[tp], outcome.commit, outcome.mark
+            )
             out.append(Outgoing(state_topic, CHECKPOINT_KEY, checkpoint.encode(), partition=tp.partition))
         return out
 
@@ -376,22 +432,6 @@ class Worker:
         assert self._publisher is not None
         if records:
             await self._publisher.publish(records, stopping=self._stop.is_set)
-
-    @contextlib.contextmanager
-    def _paused_while(self, busy: bool) -> Iterator[None]:
-        """Pause fetching for a long batch, so the prefetch buffer does not grow behind it."""
-        consumer = self._consumer
-        if not busy or consumer is None:
-            yield
-            return
-        partitions = consumer.assignment()
-        consumer.pause(*partitions)
-        self.metrics.set_paused(True)
-        try:
-            yield
-        finally:
-            consumer.resume(*(tp for tp in partitions if tp in consumer.assignment()))
-            self.metrics.set_paused(False)
 
     async def _commit(self, outcomes: dict[TopicPartition, PartitionOutcome]) -> None:
         """Commit each partition's commit point; a rebalance or broker error is logged, not fatal.
@@ -449,8 +489,10 @@ class Worker:
             await asyncio.sleep(BROKER_CHECK_INTERVAL_S)
 
     async def partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        """Wait for the batch in flight (its state saved and offsets committed), then drop state."""
+        """Wait for the batches in flight (their state saved and offsets committed), then drop state."""
         async with self._batch_lock:
+            if self._finishing is not None:
+                await asyncio.gather(self._finishing, return_exceptions=True)
             for tp in revoked:
                 self._expected.pop(tp, None)
                 self.pipeline.drop_partition(tp.partition)

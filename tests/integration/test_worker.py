@@ -195,8 +195,9 @@ async def test_ticks_become_documents_dead_letters_and_commits(
     assert len(expected) == len(SYMBOLS) * (BARS - 200) + QUIET_LAST_BAR + 1 - 199
     await produce(kafka_bootstrap, topics["ticks"], records)
 
+    # Small batches, so many are in flight one behind another (ingest overlapping finish).
     worker = Worker(
-        worker_settings(kafka_bootstrap, topics, group_id),
+        worker_settings(kafka_bootstrap, topics, group_id, max_poll_records=97),
         consumer_options=FAST_CONSUMER,
         producer_options={},
     )
@@ -218,6 +219,9 @@ async def test_ticks_become_documents_dead_letters_and_commits(
     documents = [orjson.loads(r.value) for r in signals]
     assert {(d["symbol"], d["bar_end_ts"]) for d in documents} == expected
     assert len(documents) == len(expected)
+    for symbol in SYMBOLS:
+        ends = [d["bar_end_ts"] for d in documents if d["symbol"] == symbol]
+        assert ends == sorted(ends), f"{symbol}: batches must be published in fetch order"
     validator = jsonschema.Draft202012Validator(cnn_output_schema())
     for record, document in zip(signals, documents, strict=True):
         validator.validate(document)
