@@ -228,17 +228,20 @@ class RingBuffers:
         if not missing:
             return slots, []
         refused = []
+        first_new = self._used
         for symbol in dict.fromkeys(symbols[i] for i in missing):
             slot = self._allocate()
             if slot < 0:
                 refused.append(symbol)
             else:
                 self._slot[symbol] = slot
+        self._clear(slice(first_new, self._used))
         slots[missing] = [self._slot.get(symbols[i], -1) for i in missing]
         return slots, refused
 
     def _allocate(self) -> int:
-        """A cleared slot (reused, or new with the arrays doubled as needed), -1 at the limit."""
+        """A slot: a cleared one reused, or a new one (arrays doubled as needed; the caller
+        clears new slots), -1 at the limit."""
         if self._free:
             return self._free.pop()
         if self._used >= self.max_symbols:
@@ -249,15 +252,16 @@ class RingBuffers:
         return self._used - 1
 
     def _grow(self, slots: int) -> None:
-        """Enlarge storage to ``slots`` slots; new slots hold no bars."""
-        self._bars = _extend(self._bars, slots, np.nan)
-        self._start = _extend(self._start, slots, EMPTY_START)
-        self._position = _extend(self._position, slots, 0)
-        self._count = _extend(self._count, slots, 0)
-        self._latest = _extend(self._latest, slots, EMPTY_START)
+        """Enlarge storage to ``slots`` slots. New slots are left uninitialised, so their memory
+        is only touched (and resident) once a symbol is allocated there and cleared."""
+        self._bars = _extend(self._bars, slots)
+        self._start = _extend(self._start, slots)
+        self._position = _extend(self._position, slots)
+        self._count = _extend(self._count, slots)
+        self._latest = _extend(self._latest, slots)
 
-    def _clear(self, slot: int) -> None:
-        """Reset one slot to hold no bars."""
+    def _clear(self, slot: int | slice) -> None:
+        """Reset one slot (or a range of slots) to hold no bars."""
         self._bars[slot] = np.nan
         self._start[slot] = EMPTY_START
         self._position[slot] = 0
@@ -294,9 +298,9 @@ class RingBuffers:
         self._latest[heads] = starts[group + sizes - 1]
 
 
-def _extend(array: np.ndarray, rows: int, fill: float) -> np.ndarray:
-    """``array`` with its first axis enlarged to ``rows``, new rows set to ``fill``."""
-    grown = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
+def _extend(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with its first axis enlarged to ``rows``; the new rows are uninitialised."""
+    grown = np.empty((rows, *array.shape[1:]), dtype=array.dtype)
     grown[: len(array)] = array
     return grown
 
