@@ -20,7 +20,7 @@ threads, librdkafka's included) and neither client's threads or event loop share
   of every value, one manual ``commit()`` per batch, no validation and no aggregation. The
   clocks start when the first batch arrives and stop after the commit of the batch holding
   the Nth record.
-- ``aiokafka+gc``: the same loop under the worker's garbage-collector settings
+- ``aiokafka-gc``: the same loop under the worker's garbage-collector settings
   (``consumer.gc_tuning``), to show how much of the difference is the interpreter's collector.
 
 Each run's rates are over the records processed inside its timed span; the best of
@@ -49,7 +49,7 @@ from consumer.embedded_broker import EmbeddedBroker
 from consumer.gc_tuning import batch_friendly_gc
 from consumer.topics import TopicSpec, ensure_topics
 
-FRAMEWORKS = ("bullflag", "quixstreams", "aiokafka", "aiokafka+gc")
+FRAMEWORKS = ("bullflag", "quixstreams", "aiokafka", "aiokafka-gc")
 SKIPPED = "skipped: pip install -e .[bench]"
 MAX_RECORDS = 20_000
 CHILD_TIMEOUT_S = 900.0
@@ -214,7 +214,7 @@ def main() -> None:
         result = consume_quix(args.bootstrap, args.topic, args.group, args.ticks)
     elif args.child == "aiokafka":
         result = asyncio.run(consume_aiokafka(args.bootstrap, args.topic, args.group, args.ticks))
-    elif args.child == "aiokafka+gc":
+    elif args.child == "aiokafka-gc":
         with batch_friendly_gc(Settings().gc_threshold):
             result = asyncio.run(consume_aiokafka(args.bootstrap, args.topic, args.group, args.ticks))
     else:

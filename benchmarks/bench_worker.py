@@ -3,10 +3,13 @@
 Run: ``python -m benchmarks.bench_worker`` (``--help`` for sizes). Three measurements:
 
 - ``inprocess``: decode + validate + aggregate + buffer (``BarPipeline.process``), no broker;
-- ``end_to_end``: N ticks of S symbols (``--ticks-per-bar`` per symbol and bar) produced to a
-  4-partition topic first, then one worker is started and consumes them all (validation, DLQ
-  routing, state and scoring on); ticks/s and CPU us per tick from the moment it is ready to the
-  end of the batch holding the last record (outputs and state acknowledged, offsets committed);
+- ``end_to_end``: N ticks of S symbols produced to a 4-partition topic first, then one worker
+  is started and consumes them all (validation, DLQ routing, state and scoring on); ticks/s and
+  CPU us per tick from the moment it is ready until it has finished every batch (outputs and
+  state acknowledged, offsets committed). Inputs (``--e2e-inputs``): ``cold:4`` is the peers'
+  input (4 ticks per symbol and bar, symbols start empty, so none reaches 200 bars within a
+  500,000-tick run at 1,000 symbols); ``warm:N`` restores 200 bars per symbol from the state
+  topic first (restore not timed), so every bar that closes is scored: one window per N ticks;
 - ``latency``: S warm symbols close a bar at the same moment; the worker's own
   bar-close-to-acknowledgement latencies (p50/p99), Grad-CAM on about 10 % of them.
 """
@@ -16,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from benchmarks.report import print_table, write_json
 from bullflag_model.features import build_features
@@ -30,13 +35,15 @@ from consumer.config import Settings
 from consumer.embedded_broker import EmbeddedBroker
 from consumer.gc_tuning import batch_friendly_gc
 from consumer.pipeline import BarPipeline
+from consumer.state import CHECKPOINT_KEY, Checkpoint, bar_records
 from consumer.topics import TopicSpec, ensure_topics
 from consumer.worker import Worker
 
 INTERVAL_MS = 60_000
 START_MS = 1_732_550_400_000
 PARTITIONS = 4
-E2E_COLUMNS = ("symbols", "ticks_per_bar", "ticks", "windows_scored", "ticks_per_s", "cpu_us_per_tick")
+E2E_COLUMNS = ("symbols", "input", "ticks", "windows_scored", "ticks_per_s", "cpu_us_per_tick")
+SEQ_LEN = 200
 FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
 
 
@@ -175,15 +182,67 @@ async def timed_worker(bootstrap: str, name: str, ticks: int, threshold: float) 
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """An end-to-end input: ``ticks_per_bar`` ticks per symbol and bar; ``warm``: every symbol
+    starts with 200 bars restored from the state topic, so each bar it closes is scored."""
+
+    warm: bool
+    ticks_per_bar: int
+
+    @classmethod
+    def parse(cls, text: str) -> Input:
+        """``cold:4`` or ``warm:60``."""
+        start, _, per_bar = text.partition(":")
+        if start not in ("cold", "warm") or not per_bar.isdigit() or int(per_bar) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected cold:N or warm:N (N ticks per bar)")
+        return cls(start == "warm", int(per_bar))
+
+
+async def prefill_state(bootstrap: str, state_topic: str, symbols: int) -> None:
+    """200 one-minute bars per symbol ending at ``START_MS``, each symbol in the state partition
+    of its ticks (the producer's default partitioner), and a checkpoint per partition."""
+    rng = np.random.default_rng(7)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, (symbols, SEQ_LEN)), axis=1))
+    bars = np.stack([close, close * 1.001, close * 0.999, close, np.full_like(close, 1e4)], axis=-1)
+    starts = START_MS + (np.arange(SEQ_LEN, dtype=np.int64) - SEQ_LEN) * INTERVAL_MS
+    partitioner = DefaultPartitioner()
+    partitions = list(range(PARTITIONS))
+    producer = bench_producer(bootstrap)
+    await producer.start()
+    try:
+        futures = []
+        for i, name in enumerate(f"SYM{i:05d}" for i in range(symbols)):
+            partition = partitioner(name.encode(), partitions, partitions)
+            for key, value in bar_records([name] * SEQ_LEN, starts, bars[i], INTERVAL_MS, SEQ_LEN):
+                futures.append(await producer.send(state_topic, key=key, value=value, partition=partition))
+        checkpoint = Checkpoint(end=0, commit=0, mark=None).encode()
+        for partition in partitions:
+            futures.append(
+                await producer.send(state_topic, key=CHECKPOINT_KEY, value=checkpoint, partition=partition)
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
 async def bench_end_to_end(
-    bootstrap: str, symbols: int, ticks: int, ticks_per_bar: int, threshold: float
-) -> dict[str, float]:
-    """Prefill a 4-partition topic, then start one worker and time it over every record."""
+    bootstrap: str, symbols: int, ticks: int, source: Input, threshold: float
+) -> dict[str, object]:
+    """Prefill a 4-partition topic (and, for a warm input, the state topic), then start one
+    worker and time it over every record."""
     name = f"e2e-{symbols}-{time.time_ns()}"
-    values = tick_values(symbols, ticks_per_bar, max(2, ticks // (symbols * ticks_per_bar)))
-    await ensure_topics(bootstrap, [TopicSpec(f"{name}.ticks", PARTITIONS)])
+    per_bar = source.ticks_per_bar
+    values = tick_values(symbols, per_bar, max(2, ticks // (symbols * per_bar)))
+    specs = [TopicSpec(f"{name}.ticks", PARTITIONS)]
+    if source.warm:
+        specs.append(TopicSpec(f"{name}.group.state", PARTITIONS, {"cleanup.policy": "compact"}))
+    await ensure_topics(bootstrap, specs)
+    if source.warm:
+        await prefill_state(bootstrap, f"{name}.group.state", symbols)
     await produce(bootstrap, f"{name}.ticks", values)
-    return await timed_worker(bootstrap, name, len(values), threshold) | {"ticks_per_bar": ticks_per_bar}
+    result = await timed_worker(bootstrap, name, len(values), threshold)
+    return result | {"input": f"{'warm' if source.warm else 'cold'}:{per_bar}"}
 
 
 async def bench_latency(bootstrap: str, symbols: int) -> dict[str, float]:
@@ -236,9 +295,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
     async with EmbeddedBroker() as broker:
         results["end_to_end"] = [
-            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, tpb, threshold=0.9) | {"symbols": s}
+            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, source, 0.9) | {"symbols": s}
             for s in args.symbols
-            for tpb in args.ticks_per_bar
+            for source in args.e2e_inputs
         ]
         results["latency"] = [await bench_latency(broker.bootstrap, s) for s in args.latency_symbols]
     return results
@@ -250,11 +309,12 @@ def main() -> None:
     parser.add_argument("--inprocess-ticks", type=int, default=1_000_000)
     parser.add_argument("--e2e-ticks", type=int, default=1_000_000)
     parser.add_argument(
-        "--ticks-per-bar",
-        type=int,
+        "--e2e-inputs",
+        type=Input.parse,
         nargs="+",
-        default=[4],
-        help="end-to-end inputs: ticks per symbol per bar (fewer means more windows scored per tick)",
+        default=[Input(False, 4), Input(True, 60), Input(True, 4)],
+        metavar="{cold,warm}:N",
+        help="end-to-end inputs: N ticks per symbol and bar; warm: symbols restored with 200 bars",
     )
     parser.add_argument("--latency-symbols", type=int, nargs="+", default=[1, 100, 1_000, 10_000])
     args = parser.parse_args()
@@ -264,7 +324,7 @@ def main() -> None:
         [[r["symbols"], r["ticks_per_s"], r["cpu_us_per_tick"]] for r in results["inprocess"]],  # type: ignore[index,union-attr]
     )
     print_table(
-        ["symbols", "ticks/bar", "ticks", "windows scored", "end-to-end ticks/s", "CPU us/tick"],
+        ["symbols", "input", "ticks", "windows scored", "end-to-end ticks/s", "CPU us/tick"],
         [
             [r[k] for k in E2E_COLUMNS]
             for r in results["end_to_end"]  # type: ignore[union-attr]
