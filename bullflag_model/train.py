@@ -78,6 +78,7 @@ class TrainConfig:
     false_alarm_budget: float = 0.5
     threads: int = 1
     max_steps_per_epoch: int | None = None
+    fresh_data: bool = False
 
     def __post_init__(self) -> None:
         """Reject sizes and rates the loop cannot use."""
@@ -93,6 +94,13 @@ class TrainConfig:
     def seeds(self) -> dict[str, int]:
         """Seeds of the training windows, validation windows and validation random walks."""
         return {"train": self.seed, "validation": self.seed + 1, "validation_walks": self.seed + 2}
+
+    def epoch_seeds(self) -> list[int]:
+        """Seed of each epoch's training windows: the training seed every epoch, or with
+        ``fresh_data`` a new set of windows each epoch (seeds far from the validation ones)."""
+        if not self.fresh_data:
+            return [self.seed] * self.epochs
+        return [self.seed] + [1000 * self.seed + 100 + epoch for epoch in range(2, self.epochs + 1)]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain form stored in the checkpoint metadata."""
@@ -122,7 +130,7 @@ class TrainResult:
 
 def check_seeds(config: TrainConfig) -> None:
     """Refuse training seeds that coincide with the held-out evaluation seeds."""
-    clash = set(config.seeds().values()) & held_out_seeds()
+    clash = (set(config.seeds().values()) | set(config.epoch_seeds())) & held_out_seeds()
     if clash:
         raise TrainError(
             f"seed {config.seed} makes training data from held-out seeds {sorted(clash)}; pick another --seed"
@@ -323,7 +331,11 @@ def _fit(
     initial_val_loss = validation_loss(model, val_split)
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state, stale = math.inf, 0, copy.deepcopy(model.state_dict()), 0
-    for epoch in range(1, config.epochs + 1):
+    for epoch, data_seed in enumerate(config.epoch_seeds(), start=1):
+        if epoch > 1 and config.fresh_data:
+            say(f"epoch {epoch}: generating {config.train_windows} fresh training windows (seed {data_seed})")
+            del train_split
+            train_split = make_split(config.train_windows, data_seed, params)
         order = torch.randperm(config.train_windows, generator=order_rng)
         with tqdm(
             total=n_steps, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
@@ -405,7 +417,7 @@ def checkpoint_metadata(
         ),
         "feature_spec": {"name": FEATURE_SPEC.name, "version": FEATURE_SPEC.version},
         "generator_params": params.as_dict(),
-        "seeds": config.seeds(),
+        "seeds": config.seeds() | {"train_per_epoch": config.epoch_seeds()},
         "train_config": config.as_dict(),
         "initial_val_loss": result.initial_val_loss,
         "best_epoch": result.best_epoch,
@@ -423,8 +435,11 @@ def command_line(config: TrainConfig, evaluated: bool) -> str:
     """
     parts = ["bullflag", "train"]
     for name, value in config.as_dict().items():
-        if value is not None:
-            parts += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            parts.append(flag)
+        elif value is not None and value is not False:
+            parts += [flag, str(value)]
     if not evaluated:
         parts.append("--no-evaluate")
     return shlex.join(parts)
@@ -455,6 +470,7 @@ def _run(args: argparse.Namespace) -> int:
         false_alarm_budget=args.false_alarm_budget,
         threads=args.threads,
         max_steps_per_epoch=args.max_steps_per_epoch,
+        fresh_data=args.fresh_data,
     )
     out = Path(args.out) if args.out else default_checkpoint_path()
 
@@ -512,6 +528,11 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=defaults.threads, help="Torch CPU threads.")
     parser.add_argument(
         "--max-steps-per-epoch", type=int, default=None, help="Cap on steps per epoch (smoke runs)."
+    )
+    parser.add_argument(
+        "--fresh-data",
+        action="store_true",
+        help="Draw new training windows every epoch (more distinct data in the same memory).",
     )
     parser.add_argument("--no-evaluate", action="store_true", help="Skip the held-out evaluation.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")

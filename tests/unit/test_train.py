@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from bullflag_model.train import (
     TrainError,
     best_f1_threshold,
     choose_serving_threshold,
+    command_line,
     lowest_allowed_threshold,
     plain,
     train,
@@ -54,13 +56,35 @@ def test_checkpoint_loads_with_weights_only_and_has_the_metadata(tiny_checkpoint
     assert 0.0 <= metadata["serving_threshold"] <= 1.0
     assert metadata["feature_spec"] == {"name": FEATURE_SPEC.name, "version": FEATURE_SPEC.version}
     assert GeneratorParams.from_dict(metadata["generator_params"]) == DEFAULT_PARAMS
-    assert metadata["seeds"] == {"train": 5, "validation": 6, "validation_walks": 7}
+    seeds = {"train": 5, "validation": 6, "validation_walks": 7, "train_per_epoch": [5, 5]}
+    assert metadata["seeds"] == seeds
     assert metadata["train_config"]["train_windows"] == 384
     assert metadata["command"].startswith("bullflag train --seed 5 --train-windows 384")
     assert len(metadata["history"]) == 2
     assert set(payload["metrics"]["validation"]["roc_auc"]) == {"flag", "breakout", "retest", "continuation"}
     loaded = load_checkpoint(tiny_checkpoint)
     assert loaded.metadata["serving_threshold"] == metadata["serving_threshold"]
+
+
+def test_fresh_data_draws_new_windows_each_epoch_deterministically() -> None:
+    fresh = dataclasses.replace(TINY, fresh_data=True)
+    assert fresh.epoch_seeds() == [5, 5102]
+    assert not set(fresh.epoch_seeds()[1:]) & set(fresh.seeds().values())
+    first = train(fresh, progress=False)
+    again = train(fresh, progress=False)
+    same_data = train(TINY, progress=False)
+    for name, tensor in first.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[name], tensor, rtol=0, atol=0)
+    assert first.history[0] == same_data.history[0], "the first epoch sees the same windows"
+    assert first.history[1]["train_loss"] != same_data.history[1]["train_loss"]
+    assert "--fresh-data" in command_line(fresh, evaluated=False).split()
+    assert "--fresh-data" not in command_line(TINY, evaluated=False)
+
+
+def test_fresh_data_seeds_of_the_held_out_data_are_refused() -> None:
+    fresh = TrainConfig(seed=20, epochs=142, fresh_data=True)  # epoch 141 would use seed 20241
+    with pytest.raises(TrainError, match="held-out seeds"):
+        train(fresh, progress=False)
 
 
 def test_seeds_of_the_held_out_data_are_refused() -> None:
