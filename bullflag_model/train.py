@@ -66,7 +66,7 @@ class TrainConfig:
     """Everything that determines a training run besides the generator parameters."""
 
     seed: int = 0
-    train_windows: int = 300_000
+    train_windows: int = 800_000
     val_windows: int = 20_000
     val_walk_series: int = 30
     val_walk_bars: int = 2_000
@@ -78,7 +78,7 @@ class TrainConfig:
     false_alarm_budget: float = 0.5
     threads: int = 1
     max_steps_per_epoch: int | None = None
-    fresh_data: bool = False
+    fresh_data: bool = True
 
     def __post_init__(self) -> None:
         """Reject sizes and rates the loop cannot use."""
@@ -435,11 +435,11 @@ def command_line(config: TrainConfig, evaluated: bool) -> str:
     """
     parts = ["bullflag", "train"]
     for name, value in config.as_dict().items():
-        flag = f"--{name.replace('_', '-')}"
-        if value is True:
-            parts.append(flag)
-        elif value is not None and value is not False:
-            parts += [flag, str(value)]
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(f"--{flag}" if value else f"--no-{flag}")
+        elif value is not None:
+            parts += [f"--{flag}", str(value)]
     if not evaluated:
         parts.append("--no-evaluate")
     return shlex.join(parts)
@@ -531,7 +531,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fresh-data",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.fresh_data,
         help="Draw new training windows every epoch (more distinct data in the same memory).",
     )
     parser.add_argument("--no-evaluate", action="store_true", help="Skip the held-out evaluation.")

@@ -26,7 +26,14 @@ from bullflag_model.train import (
 from consumer.cli import main
 
 TINY = TrainConfig(
-    seed=5, train_windows=384, val_windows=256, val_walk_series=2, val_walk_bars=300, epochs=2, batch_size=64
+    seed=5,
+    train_windows=384,
+    val_windows=256,
+    val_walk_series=2,
+    val_walk_bars=300,
+    epochs=2,
+    batch_size=64,
+    fresh_data=False,
 )
 
 
@@ -35,6 +42,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("train") / "tiny.pt"
     argv = ["train", "--out", str(path), "--seed", "5", "--train-windows", "384", "--val-windows", "256"]
     argv += ["--val-walk-series", "2", "--val-walk-bars", "300", "--epochs", "2", "--batch-size", "64"]
+    argv += ["--no-fresh-data"]
     assert main([*argv, "--no-evaluate", "--no-progress"]) == 0
     return path
 
@@ -78,11 +86,11 @@ def test_fresh_data_draws_new_windows_each_epoch_deterministically() -> None:
     assert first.history[0] == same_data.history[0], "the first epoch sees the same windows"
     assert first.history[1]["train_loss"] != same_data.history[1]["train_loss"]
     assert "--fresh-data" in command_line(fresh, evaluated=False).split()
-    assert "--fresh-data" not in command_line(TINY, evaluated=False)
+    assert "--no-fresh-data" in command_line(TINY, evaluated=False).split()
 
 
 def test_fresh_data_seeds_of_the_held_out_data_are_refused() -> None:
-    fresh = TrainConfig(seed=20, epochs=142, fresh_data=True)  # epoch 141 would use seed 20241
+    fresh = TrainConfig(seed=20, epochs=142)  # fresh data by default: epoch 141 would use seed 20241
     with pytest.raises(TrainError, match="held-out seeds"):
         train(fresh, progress=False)
 
