@@ -21,17 +21,13 @@ import time
 
 import numpy as np
 
-from benchmarks.bench_worker import bench_producer
+from benchmarks.bench_worker import INTERVAL_MS, PARTITIONS, SEQ_LEN, write_state
 from benchmarks.report import print_table, write_json
 from consumer.embedded_broker import EmbeddedBroker
 from consumer.pipeline import BarPipeline
 from consumer.restore import read_state
-from consumer.state import CHECKPOINT_KEY, Checkpoint, RestoredPartition, bar_records
+from consumer.state import RestoredPartition
 from consumer.topics import TopicSpec, ensure_topics
-
-INTERVAL_MS = 60_000
-SEQ_LEN = 200
-PARTITIONS = 4
 
 
 def rss_bytes() -> int:
@@ -51,35 +47,18 @@ def symbol_bars(symbols: int, seed: int = 0) -> tuple[list[str], np.ndarray, np.
     return [f"SYM{i:05d}" for i in range(symbols)], starts, bars
 
 
-async def write_state(bootstrap: str, topic: str, symbols: int) -> int:
-    """Write the state records of ``symbols`` warm symbols, spread over the partitions."""
+async def round_robin_state(bootstrap: str, topic: str, symbols: int) -> int:
+    """Write the state records of ``symbols`` warm symbols, spread over the partitions in turn."""
     names, starts, bars = symbol_bars(symbols)
-    producer = bench_producer(bootstrap)
-    await producer.start()
-    written = 0
-    try:
-        for partition in range(PARTITIONS):
-            rows = range(partition, symbols, PARTITIONS)
-            futures = []
-            for i in rows:
-                for key, value in bar_records([names[i]] * SEQ_LEN, starts[i], bars[i], INTERVAL_MS, SEQ_LEN):
-                    futures.append(await producer.send(topic, key=key, value=value, partition=partition))
-            checkpoint = Checkpoint(end=0, commit=0, mark=None).encode()
-            futures.append(
-                await producer.send(topic, key=CHECKPOINT_KEY, value=checkpoint, partition=partition)
-            )
-            await asyncio.gather(*futures)
-            written += len(futures)
-    finally:
-        await producer.stop()
-    return written
+    partitions = [i % PARTITIONS for i in range(symbols)]
+    return await write_state(bootstrap, topic, names, starts, bars, partitions)
 
 
 async def bench_restore(symbols: int) -> dict[str, float]:
     async with EmbeddedBroker() as broker:
         topic = "state-bench"
         await ensure_topics(broker.bootstrap, [TopicSpec(topic, PARTITIONS)])
-        records = await write_state(broker.bootstrap, topic, symbols)
+        records = await round_robin_state(broker.bootstrap, topic, symbols)
         rss_before = rss_bytes()
         started = time.perf_counter()
         restored = await read_state(

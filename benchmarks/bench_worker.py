@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import orjson
@@ -152,12 +152,17 @@ def consumed(worker: Worker) -> float:
     return value or 0.0
 
 
-async def wait_consumed(worker: Worker, target: int, timeout_s: float = 600.0) -> None:
+async def wait_until(done: Callable[[], bool], what: str, timeout_s: float = 600.0) -> None:
+    """Poll ``done`` every millisecond; ``TimeoutError`` naming ``what()`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while consumed(worker) < target:
+    while not done():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"consumed {consumed(worker)} of {target} records")
-        await asyncio.sleep(0.005)
+            raise TimeoutError(what)
+        await asyncio.sleep(0.001)
+
+
+async def wait_consumed(worker: Worker, target: int) -> None:
+    await wait_until(lambda: consumed(worker) >= target, f"fewer than {target} records consumed")
 
 
 async def timed_worker(bootstrap: str, name: str, ticks: int, threshold: float) -> dict[str, float]:
@@ -167,11 +172,9 @@ async def timed_worker(bootstrap: str, name: str, ticks: int, threshold: float) 
         while not worker.ready:
             await asyncio.sleep(0.001)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        deadline = time.monotonic() + 600
-        while consumed(worker) < ticks or worker.finishing:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"consumed {consumed(worker)} of {ticks} records")
-            await asyncio.sleep(0.001)
+        await wait_until(
+            lambda: consumed(worker) >= ticks and not worker.finishing, f"{ticks} records not all finished"
+        )
         end_wall, end_cpu = time.perf_counter(), time.process_time()
         windows = worker.metrics.registry.get_sample_value("bullflag_inferences_total") or 0.0
     return {
@@ -199,6 +202,29 @@ class Input:
         return cls(start == "warm", int(per_bar))
 
 
+async def write_state(
+    bootstrap: str, topic: str, names: list[str], starts: np.ndarray, bars: np.ndarray, partitions: list[int]
+) -> int:
+    """The worker's state records of warm symbols (``starts`` int64[S, L], ``bars`` [S, L, 5]),
+    symbol i in state partition ``partitions[i]``, then an initial checkpoint per partition;
+    returns how many records were written."""
+    producer = bench_producer(bootstrap)
+    await producer.start()
+    try:
+        futures = []
+        for name, first, ohlcv, partition in zip(names, starts, bars, partitions, strict=True):
+            for key, value in bar_records([name] * len(first), first, ohlcv, INTERVAL_MS, len(first)):
+                futures.append(await producer.send(topic, key=key, value=value, partition=partition))
+        checkpoint = Checkpoint(end=0, commit=0, mark=None).encode()
+        for partition in sorted(set(partitions)):
+            sent = await producer.send(topic, key=CHECKPOINT_KEY, value=checkpoint, partition=partition)
+            futures.append(sent)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(futures)
+
+
 async def prefill_state(bootstrap: str, state_topic: str, symbols: int) -> None:
     """200 one-minute bars per symbol ending at ``START_MS``, each symbol in the state partition
     of its ticks (the producer's default partitioner), and a checkpoint per partition."""
@@ -206,24 +232,13 @@ async def prefill_state(bootstrap: str, state_topic: str, symbols: int) -> None:
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, (symbols, SEQ_LEN)), axis=1))
     bars = np.stack([close, close * 1.001, close * 0.999, close, np.full_like(close, 1e4)], axis=-1)
     starts = START_MS + (np.arange(SEQ_LEN, dtype=np.int64) - SEQ_LEN) * INTERVAL_MS
+    names = [f"SYM{i:05d}" for i in range(symbols)]
+    all_partitions = list(range(PARTITIONS))
     partitioner = DefaultPartitioner()
-    partitions = list(range(PARTITIONS))
-    producer = bench_producer(bootstrap)
-    await producer.start()
-    try:
-        futures = []
-        for i, name in enumerate(f"SYM{i:05d}" for i in range(symbols)):
-            partition = partitioner(name.encode(), partitions, partitions)
-            for key, value in bar_records([name] * SEQ_LEN, starts, bars[i], INTERVAL_MS, SEQ_LEN):
-                futures.append(await producer.send(state_topic, key=key, value=value, partition=partition))
-        checkpoint = Checkpoint(end=0, commit=0, mark=None).encode()
-        for partition in partitions:
-            futures.append(
-                await producer.send(state_topic, key=CHECKPOINT_KEY, value=checkpoint, partition=partition)
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    partitions = [partitioner(name.encode(), all_partitions, all_partitions) for name in names]
+    await write_state(
+        bootstrap, state_topic, names, np.broadcast_to(starts, (symbols, SEQ_LEN)), bars, partitions
+    )
 
 
 async def bench_end_to_end(

@@ -53,20 +53,19 @@ def parse_probability(text: str) -> float:
     return value
 
 
-def parse_positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} must be at least 1")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError(f"{text!r} must be at least {minimum}")
+        return value
+
+    parse.__doc__ = f"An integer >= {minimum}."
+    return parse
 
 
-def parse_non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must be at least 0")
-    return value
+parse_positive_int = _int_at_least(1)
+parse_non_negative_int = _int_at_least(0)
 
 
 def parse_port(text: str) -> int:
