@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bullflag_model.checkpoint import CheckpointError, load_checkpoint
-from bullflag_model.features import CLOSE, N_FEATURES, OPEN, SEQ_LEN, VOLUME, build_features
+from bullflag_model.features import CLOSE, OPEN, SEQ_LEN, VOLUME, features_in_chunks
 from bullflag_model.gradcam import GradCAM1D
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
 from bullflag_model.plot import plot_window_grid
@@ -46,7 +46,6 @@ SCALE_FACTORS = (1_000.0, 0.001)
 FALLBACK_THRESHOLD = 0.5
 ECE_BINS = 15
 SCORE_BATCH = 2048
-FEATURE_CHUNK = 8192
 
 EVALUATION_SEEDS = {"windows": 20_241, "random_walks": 20_242, "shifts": 20_243, "deletion": 20_244}
 """Seeds of the held-out data; ``bullflag train`` refuses seeds that would collide with them."""
@@ -280,27 +279,23 @@ def deletion_ratio(cam_drop: float, random_drop: float) -> float | None:
 # -------------------------------------------------------------------------------- scoring
 
 
-def features_in_chunks(bars: np.ndarray, chunk: int = FEATURE_CHUNK) -> np.ndarray:
-    """``build_features`` over ``bars [N, L, 5]`` in chunks, bounding float64 temporaries."""
-    if bars.shape[0] == 0:
-        return np.zeros((0, N_FEATURES, bars.shape[1]), dtype=np.float32)
-    return np.concatenate([build_features(bars[i : i + chunk]) for i in range(0, bars.shape[0], chunk)])
-
-
 def score_features(
     model: BullFlagCNNMultiHead, features: np.ndarray, batch: int = SCORE_BATCH
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head probabilities ``[N, 4]`` and ``sequence_score`` ``[N]`` of feature windows [N, F, L].
 
     Same maths as ``BullFlagCNNInfer.score``: the sequence score is ``exp(mean(logsigmoid))``.
+    Batches run on the model's device; results come back as numpy arrays.
     """
     model.eval()
+    device = next(model.parameters()).device
     probs, sequence = [], []
     with torch.inference_mode():
         for lo in range(0, features.shape[0], batch):
-            logits = model.logits(torch.from_numpy(np.ascontiguousarray(features[lo : lo + batch])))
-            probs.append(torch.sigmoid(logits).numpy())
-            sequence.append(F.logsigmoid(logits).mean(dim=1).exp().numpy())
+            window = torch.from_numpy(np.ascontiguousarray(features[lo : lo + batch])).to(device)
+            logits = model.logits(window)
+            probs.append(torch.sigmoid(logits).cpu().numpy())
+            sequence.append(F.logsigmoid(logits).mean(dim=1).exp().cpu().numpy())
     if not probs:
         return np.zeros((0, len(HEAD_NAMES)), dtype=np.float32), np.zeros(0, dtype=np.float32)
     return np.concatenate(probs), np.concatenate(sequence)

@@ -16,6 +16,7 @@ SEQ_LEN = 200
 CLIP = 10.0
 _TINY_PRICE = 1e-12
 _TINY_SCALE = 1e-12
+FEATURE_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,10 @@ def build_features(bars: np.ndarray) -> np.ndarray:
     np.clip((c - c[..., -1:]) / (scale * np.sqrt(length)), -CLIP, CLIP, out=out[..., 7, :])
     np.minimum(np.log1p(volume / mean_volume), CLIP, out=out[..., 8, :])
     return np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def features_in_chunks(bars: np.ndarray, chunk: int = FEATURE_CHUNK) -> np.ndarray:
+    """``build_features`` over ``bars [N, L, 5]`` in chunks, bounding float64 temporaries."""
+    if bars.shape[0] == 0:
+        return np.zeros((0, N_FEATURES, bars.shape[1]), dtype=np.float32)
+    return np.concatenate([build_features(bars[i : i + chunk]) for i in range(0, bars.shape[0], chunk)])

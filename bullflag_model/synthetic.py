@@ -1094,28 +1094,59 @@ def _generate_chunk(
     return bars, labels, spans
 
 
-def generate_windows(
-    n: int, seed: int, params: GeneratorParams = DEFAULT_PARAMS, seq_len: int = SEQ_LEN
-) -> SyntheticBatch:
-    """Draw n labelled windows [n, seq_len, 5], each from its own series, deterministic from seed.
+@dataclass(frozen=True)
+class WindowChunk:
+    """Rows ``[lo, hi)`` of a ``generate_windows`` draw: their kinds and the chunk's own seed.
 
-    Work is done in chunks of about ``_CHUNK_BARS`` bars with one child seed each, so memory stays
-    bounded and the result depends only on (n, seed, params, seq_len).
+    Chunks are independent, so they can be generated in any order or process with the same result.
     """
+
+    lo: int
+    hi: int
+    kind: np.ndarray
+    seed: np.random.SeedSequence
+
+
+def window_chunks(
+    n: int, seed: int, params: GeneratorParams = DEFAULT_PARAMS, seq_len: int = SEQ_LEN
+) -> list[WindowChunk]:
+    """Split a draw of ``n`` windows from ``seed`` into chunks of about ``_CHUNK_BARS`` bars."""
     if n < 0 or seq_len < 2 * params.min_flag_bars:
         raise ValueError("n must be >= 0 and seq_len at least twice min_flag_bars")
     chunk = max(_CHUNK_BARS // (seq_len + _HISTORY_BARS), 1)
     starts = range(0, n, chunk)
     kind_seed, *chunk_seeds = np.random.SeedSequence(seed).spawn(1 + len(starts))
     kind = _kinds(np.random.default_rng(kind_seed), n, params)
+    return [
+        WindowChunk(lo, min(lo + chunk, n), kind[lo : lo + chunk], child)
+        for lo, child in zip(starts, chunk_seeds, strict=True)
+    ]
+
+
+def generate_chunk(
+    chunk: WindowChunk, params: GeneratorParams = DEFAULT_PARAMS, seq_len: int = SEQ_LEN
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bars ``[m, seq_len, 5]``, labels ``[m, 4]`` and spans ``[m, 5, 2]`` of one chunk."""
+    return _generate_chunk(np.random.default_rng(chunk.seed), chunk.kind, params, seq_len)
+
+
+def generate_windows(
+    n: int, seed: int, params: GeneratorParams = DEFAULT_PARAMS, seq_len: int = SEQ_LEN
+) -> SyntheticBatch:
+    """Draw n labelled windows [n, seq_len, 5], each from its own series, deterministic from seed.
+
+    Work is done chunk by chunk (``window_chunks``), so memory stays bounded and the result
+    depends only on (n, seed, params, seq_len).
+    """
+    chunks = window_chunks(n, seed, params, seq_len)
     bars = np.empty((n, seq_len, 5))
     labels = np.empty((n, len(HEADS)), dtype=np.float32)
     spans = np.empty((n, len(PHASES), 2), dtype=np.int32)
-    for lo, child in zip(starts, chunk_seeds, strict=True):
-        hi = min(lo + chunk, n)
-        bars[lo:hi], labels[lo:hi], spans[lo:hi] = _generate_chunk(
-            np.random.default_rng(child), kind[lo:hi], params, seq_len
+    for chunk in chunks:
+        bars[chunk.lo : chunk.hi], labels[chunk.lo : chunk.hi], spans[chunk.lo : chunk.hi] = generate_chunk(
+            chunk, params, seq_len
         )
+    kind = np.concatenate([c.kind for c in chunks]) if chunks else np.zeros(0, dtype=np.int16)
     return SyntheticBatch(bars=bars, labels=labels, kind=kind, spans=spans, seed=seed)
 
 

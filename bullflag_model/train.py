@@ -4,7 +4,9 @@ Four binary cross-entropy losses (one per head) on windows from ``synthetic.gene
 validation windows and validation random walks come from their own seeds, the held-out
 evaluation from ``evaluate.EVALUATION_SEEDS`` (never used here for fitting or choosing). Runs are
 deterministic for a given seed and thread count: seeded generators, a fixed data order and
-deterministic torch kernels.
+deterministic torch kernels. Data workers change only the speed: chunks carry their own seeds, so
+the windows are the same however many processes generate them. On a CUDA device the same run asks
+for deterministic kernels too; its weights match CPU training closely, not bit for bit.
 
 Serving threshold: the threshold on ``sequence_score`` with the best F1 for full-sequence
 positives (continuation = 1) on the validation windows, among the thresholds that raise at most
@@ -18,11 +20,13 @@ import argparse
 import copy
 import dataclasses
 import math
+import os
 import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Executor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,6 @@ from bullflag_model.evaluate import (
     EvaluationConfig,
     average_precision,
     evaluate_model,
-    features_in_chunks,
     held_out_seeds,
     roc_auc,
     score_features,
@@ -46,12 +49,8 @@ from bullflag_model.evaluate import (
 )
 from bullflag_model.features import FEATURE_SPEC
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
-from bullflag_model.synthetic import (
-    DEFAULT_PARAMS,
-    GeneratorParams,
-    generate_random_walk_series,
-    generate_windows,
-)
+from bullflag_model.synthetic import DEFAULT_PARAMS, GeneratorParams, generate_random_walk_series
+from bullflag_model.training_data import PendingSplit, Split, data_pool, make_split
 
 RUNNING_LOSS_DECAY = 0.98
 THRESHOLD_DECIMALS = 4
@@ -79,9 +78,11 @@ class TrainConfig:
     threads: int = 1
     max_steps_per_epoch: int | None = None
     fresh_data: bool = True
+    device: str = "cpu"
+    data_workers: int = 0
 
     def __post_init__(self) -> None:
-        """Reject sizes and rates the loop cannot use."""
+        """Reject sizes, rates and devices the loop cannot use."""
         if min(self.train_windows, self.val_windows, self.batch_size, self.epochs) < 1:
             raise TrainError("train_windows, val_windows, batch_size and epochs must be >= 1")
         if self.val_walk_series < 1 or self.val_walk_bars < 200:
@@ -90,6 +91,9 @@ class TrainConfig:
             raise TrainError("learning_rate must be > 0, weight_decay >= 0, patience and threads >= 1")
         if self.false_alarm_budget <= 0:
             raise TrainError("false_alarm_budget (signals per 1,000 bars) must be > 0")
+        if self.data_workers < 0:
+            raise TrainError("data_workers must be >= 0 (0 generates data in the training process)")
+        check_device(self.device)
 
     def seeds(self) -> dict[str, int]:
         """Seeds of the training windows, validation windows and validation random walks."""
@@ -105,14 +109,6 @@ class TrainConfig:
     def as_dict(self) -> dict[str, Any]:
         """Plain form stored in the checkpoint metadata."""
         return dataclasses.asdict(self)
-
-
-@dataclass
-class Split:
-    """Feature windows ``[N, F, L]`` float32 with their labels ``[N, 4]`` float32."""
-
-    features: np.ndarray
-    labels: np.ndarray
 
 
 @dataclass
@@ -137,29 +133,40 @@ def check_seeds(config: TrainConfig) -> None:
         )
 
 
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot name or this machine does not have."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise TrainError(f"device {device!r} is not a torch device name (try cpu or cuda)") from exc
+    if kind not in ("cpu", "cuda"):
+        raise TrainError(f"device {device!r}: training runs on cpu or cuda")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {device!r}: torch sees no CUDA device on this machine")
+
+
 @contextmanager
-def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
+def deterministic_torch(seed: int, threads: int, device: str = "cpu") -> Iterator[None]:
     """Seed torch, fix the thread count and require deterministic kernels; restore all on exit.
 
     The global random state is forked, so a run neither depends on nor disturbs the caller's.
+    On CUDA, cuBLAS needs a fixed workspace to be deterministic (set unless the caller chose one),
+    and an op without a deterministic CUDA kernel warns instead of ending a long run.
     """
     threads_before = torch.get_num_threads()
     deterministic_before = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
         torch.manual_seed(seed)
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=cuda)
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(deterministic_before)
             torch.set_num_threads(threads_before)
-
-
-def make_split(n: int, seed: int, params: GeneratorParams) -> Split:
-    """Generate ``n`` labelled windows from ``seed`` and turn them into features once."""
-    batch = generate_windows(n, seed, params)
-    return Split(features=features_in_chunks(batch.bars), labels=batch.labels)
 
 
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -168,13 +175,14 @@ def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def validation_loss(model: BullFlagCNNMultiHead, split: Split, batch: int = 2048) -> float:
-    """``bce_loss`` over a whole split, in eval mode."""
+    """``bce_loss`` over a whole split, in eval mode, on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     total = 0.0
     with torch.inference_mode():
         for lo in range(0, split.features.shape[0], batch):
-            logits = model.logits(torch.from_numpy(split.features[lo : lo + batch]))
-            labels = torch.from_numpy(split.labels[lo : lo + batch])
+            logits = model.logits(torch.from_numpy(split.features[lo : lo + batch]).to(device))
+            labels = torch.from_numpy(split.labels[lo : lo + batch]).to(device)
             total += float(bce_loss(logits, labels)) * labels.shape[0]
     return total / split.features.shape[0]
 
@@ -254,9 +262,15 @@ def train_epoch(
     config: TrainConfig,
     bar: tqdm,
 ) -> float:
-    """One pass over ``split`` in ``order``; returns the running (exponentially averaged) loss."""
+    """One pass over ``split`` in ``order``; returns the running (exponentially averaged) loss.
+
+    The split is copied to the model's device once, so each step only gathers its rows there.
+    """
     model.train()
-    features, labels = torch.from_numpy(split.features), torch.from_numpy(split.labels)
+    device = next(model.parameters()).device
+    features = torch.from_numpy(split.features).to(device)
+    labels = torch.from_numpy(split.labels).to(device)
+    order = order.to(device)
     running = math.nan
     for step, lo in enumerate(range(0, order.numel() - config.batch_size + 1, config.batch_size)):
         if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
@@ -301,26 +315,36 @@ def train(
     ``ModelConfig`` fields; ``log`` receives one line per stage and epoch.
     """
     check_seeds(config)
-    with deterministic_torch(config.seed, config.threads):
-        return _fit(config, params, model_config or {}, progress, log or (lambda _message: None))
+    with ExitStack() as stack:
+        stack.enter_context(deterministic_torch(config.seed, config.threads, config.device))
+        pool = data_pool(config.data_workers)
+        if pool is not None:
+            stack.callback(pool.shutdown, cancel_futures=True)
+        return _fit(config, params, model_config or {}, pool, progress, log or (lambda _message: None))
 
 
 def _fit(
     config: TrainConfig,
     params: GeneratorParams,
     model_config: dict[str, Any],
+    pool: Executor | None,
     progress: bool,
     say: Callable[[str], None],
 ) -> TrainResult:
-    """The body of ``train``, run inside its deterministic context."""
+    """The body of ``train``, run inside its deterministic context.
+
+    With data workers, the next epoch's fresh windows are generated while this epoch trains.
+    """
     started = time.perf_counter()
     seeds = config.seeds()
     n_steps = steps_per_epoch(config)
+    epoch_seeds = config.epoch_seeds()
     say(f"generating {config.train_windows} training and {config.val_windows} validation windows")
-    train_split = make_split(config.train_windows, seeds["train"], params)
-    val_split = make_split(config.val_windows, seeds["validation"], params)
+    val_pending = PendingSplit(config.val_windows, seeds["validation"], params, pool)
+    train_split = make_split(config.train_windows, seeds["train"], params, pool)
+    val_split = val_pending.result()
 
-    model = BullFlagCNNMultiHead(**model_config)
+    model = BullFlagCNNMultiHead(**model_config).to(config.device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -331,11 +355,15 @@ def _fit(
     initial_val_loss = validation_loss(model, val_split)
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state, stale = math.inf, 0, copy.deepcopy(model.state_dict()), 0
-    for epoch, data_seed in enumerate(config.epoch_seeds(), start=1):
+    upcoming: PendingSplit | None = None
+    for epoch, data_seed in enumerate(epoch_seeds, start=1):
         if epoch > 1 and config.fresh_data:
             say(f"epoch {epoch}: generating {config.train_windows} fresh training windows (seed {data_seed})")
             del train_split
-            train_split = make_split(config.train_windows, data_seed, params)
+            pending = upcoming or PendingSplit(config.train_windows, data_seed, params, None)
+            train_split, upcoming = pending.result(), None
+        if pool is not None and config.fresh_data and epoch < config.epochs:
+            upcoming = PendingSplit(config.train_windows, epoch_seeds[epoch], params, pool)
         order = torch.randperm(config.train_windows, generator=order_rng)
         with tqdm(
             total=n_steps, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
@@ -358,7 +386,7 @@ def _fit(
                 say(f"early stop: no validation improvement for {stale} epochs (best epoch {best_epoch})")
                 break
     model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()
 
     say(f"choosing the serving threshold on {config.val_walk_series} validation random walks")
     walks = generate_random_walk_series(
@@ -471,6 +499,8 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_steps_per_epoch=args.max_steps_per_epoch,
         fresh_data=args.fresh_data,
+        device=args.device,
+        data_workers=args.data_workers,
     )
     out = Path(args.out) if args.out else default_checkpoint_path()
 
@@ -534,6 +564,15 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=defaults.fresh_data,
         help="Draw new training windows every epoch (more distinct data in the same memory).",
+    )
+    parser.add_argument(
+        "--device", default=defaults.device, help="Where the model trains: cpu or cuda (cuda:N for one GPU)."
+    )
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        default=defaults.data_workers,
+        help="Processes generating the next epoch's windows during training (0: generate between epochs).",
     )
     parser.add_argument("--no-evaluate", action="store_true", help="Skip the held-out evaluation.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")

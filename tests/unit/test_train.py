@@ -84,6 +84,9 @@ def test_fresh_data_draws_new_windows_each_epoch_deterministically() -> None:
     for name, tensor in first.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[name], tensor, rtol=0, atol=0)
     assert first.history[0] == same_data.history[0], "the first epoch sees the same windows"
+    pooled = train(dataclasses.replace(fresh, data_workers=1), progress=False)
+    for name, tensor in first.model.state_dict().items():
+        torch.testing.assert_close(pooled.model.state_dict()[name], tensor, rtol=0, atol=0)
     assert first.history[1]["train_loss"] != same_data.history[1]["train_loss"]
     assert "--fresh-data" in command_line(fresh, evaluated=False).split()
     assert "--no-fresh-data" in command_line(TINY, evaluated=False).split()
@@ -150,3 +153,23 @@ def test_cli_refuses_a_held_out_seed_in_one_line(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err.strip()
     assert err.startswith("bullflag train: seed 20241 makes training data from held-out seeds")
     assert "\n" not in err
+
+
+def test_devices_other_than_cpu_and_present_cuda_are_refused() -> None:
+    with pytest.raises(TrainError, match="not a torch device name"):
+        TrainConfig(device="gpu0")
+    with pytest.raises(TrainError, match="runs on cpu or cuda"):
+        TrainConfig(device="meta")
+    with pytest.raises(TrainError, match="data_workers"):
+        TrainConfig(data_workers=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainError, match="no CUDA device"):
+            TrainConfig(device="cuda")
+
+
+def test_cli_refuses_a_missing_device_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert main(["train", "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "bullflag train: device 'cuda': torch sees no CUDA device on this machine"
