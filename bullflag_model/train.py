@@ -69,7 +69,7 @@ class TrainConfig:
     val_windows: int = 20_000
     val_walk_series: int = 30
     val_walk_bars: int = 2_000
-    epochs: int = 5
+    epochs: int = 14
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -79,7 +79,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     fresh_data: bool = True
     device: str = "cpu"
-    data_workers: int = 0
+    data_workers: int = 1
 
     def __post_init__(self) -> None:
         """Reject sizes, rates and devices the loop cannot use."""

@@ -34,6 +34,7 @@ TINY = TrainConfig(
     epochs=2,
     batch_size=64,
     fresh_data=False,
+    data_workers=0,
 )
 
 
@@ -42,7 +43,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("train") / "tiny.pt"
     argv = ["train", "--out", str(path), "--seed", "5", "--train-windows", "384", "--val-windows", "256"]
     argv += ["--val-walk-series", "2", "--val-walk-bars", "300", "--epochs", "2", "--batch-size", "64"]
-    argv += ["--no-fresh-data"]
+    argv += ["--no-fresh-data", "--data-workers", "0"]
     assert main([*argv, "--no-evaluate", "--no-progress"]) == 0
     return path
 
