@@ -572,7 +572,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "--data-workers",
         type=int,
         default=defaults.data_workers,
-        help="Processes generating the next epoch's windows during training (0: generate between epochs).",
+        help=(
+            "Processes generating the next epoch's windows during training, which holds two epochs' "
+            "windows in memory (0: generate between epochs, one epoch in memory)."
+        ),
     )
     parser.add_argument("--no-evaluate", action="store_true", help="Skip the held-out evaluation.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
