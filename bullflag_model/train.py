@@ -333,7 +333,8 @@ def _fit(
 ) -> TrainResult:
     """The body of ``train``, run inside its deterministic context.
 
-    With data workers, the next epoch's fresh windows are generated while this epoch trains.
+    The next epoch's fresh windows are asked for as an epoch starts: data workers generate them
+    while it trains; without workers they are generated when that epoch begins.
     """
     started = time.perf_counter()
     seeds = config.seeds()
@@ -357,12 +358,11 @@ def _fit(
     best_loss, best_epoch, best_state, stale = math.inf, 0, copy.deepcopy(model.state_dict()), 0
     upcoming: PendingSplit | None = None
     for epoch, data_seed in enumerate(epoch_seeds, start=1):
-        if epoch > 1 and config.fresh_data:
+        if upcoming is not None:
             say(f"epoch {epoch}: generating {config.train_windows} fresh training windows (seed {data_seed})")
             del train_split
-            pending = upcoming or PendingSplit(config.train_windows, data_seed, params, None)
-            train_split, upcoming = pending.result(), None
-        if pool is not None and config.fresh_data and epoch < config.epochs:
+            train_split, upcoming = upcoming.result(), None
+        if config.fresh_data and epoch < config.epochs:
             upcoming = PendingSplit(config.train_windows, epoch_seeds[epoch], params, pool)
         order = torch.randperm(config.train_windows, generator=order_rng)
         with tqdm(
