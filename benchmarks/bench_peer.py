@@ -21,7 +21,7 @@ threads, librdkafka's included) and neither client's threads or event loop share
   clocks start when the first batch arrives and stop after the commit of the batch holding
   the Nth record.
 - ``aiokafka-gc``: the same loop under the worker's garbage-collector settings
-  (``consumer.gc_tuning``), to show how much of the difference is the interpreter's collector.
+  (``consumer.ops.gc_tuning``), to show how much of the difference is the interpreter's collector.
 
 Each run's rates are over the records processed inside its timed span; the best of
 ``--repeats`` runs (highest ticks/s) is reported. Without ``quixstreams`` installed its row
@@ -45,9 +45,9 @@ from aiokafka import AIOKafkaConsumer
 from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, produce, tick_values, timed_worker
 from benchmarks.report import print_table, write_json
 from consumer.config import Settings
-from consumer.embedded_broker import EmbeddedBroker
-from consumer.gc_tuning import batch_friendly_gc
-from consumer.topics import TopicSpec, ensure_topics
+from consumer.kafka.embedded_broker import EmbeddedBroker
+from consumer.kafka.topics import TopicSpec, ensure_topics
+from consumer.ops.gc_tuning import batch_friendly_gc
 
 FRAMEWORKS = ("bullflag", "quixstreams", "aiokafka", "aiokafka-gc")
 SKIPPED = "skipped: pip install -e .[bench]"

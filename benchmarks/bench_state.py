@@ -23,11 +23,11 @@ import numpy as np
 
 from benchmarks.bench_worker import INTERVAL_MS, PARTITIONS, SEQ_LEN, write_state
 from benchmarks.report import print_table, write_json
-from consumer.embedded_broker import EmbeddedBroker
-from consumer.pipeline import BarPipeline
-from consumer.restore import read_state
-from consumer.state import RestoredPartition
-from consumer.topics import TopicSpec, ensure_topics
+from consumer.core.pipeline import BarPipeline
+from consumer.core.state import RestoredPartition
+from consumer.kafka.embedded_broker import EmbeddedBroker
+from consumer.kafka.restore import read_state
+from consumer.kafka.topics import TopicSpec, ensure_topics
 
 
 def rss_bytes() -> int:

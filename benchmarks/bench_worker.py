@@ -32,12 +32,12 @@ from benchmarks.report import print_table, write_json
 from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
-from consumer.embedded_broker import EmbeddedBroker
-from consumer.gc_tuning import batch_friendly_gc
-from consumer.pipeline import BarPipeline
-from consumer.state import CHECKPOINT_KEY, Checkpoint, bar_records
-from consumer.topics import TopicSpec, ensure_topics
-from consumer.worker import Worker
+from consumer.core.pipeline import BarPipeline
+from consumer.core.state import CHECKPOINT_KEY, Checkpoint, bar_records
+from consumer.kafka.embedded_broker import EmbeddedBroker
+from consumer.kafka.topics import TopicSpec, ensure_topics
+from consumer.kafka.worker import Worker
+from consumer.ops.gc_tuning import batch_friendly_gc
 
 INTERVAL_MS = 60_000
 START_MS = 1_732_550_400_000

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from consumer.intervals import parse_duration_ms, parse_interval
+from consumer.core.intervals import parse_duration_ms, parse_interval
 
 ENV_PREFIX = "BULLFLAG_"
 

@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.embedded_broker import BrokerUnavailableError, EmbeddedBroker, resolve_broker_binary
-from consumer.topics import TopicSpec, ensure_topics
+from consumer.kafka.embedded_broker import BrokerUnavailableError, EmbeddedBroker, resolve_broker_binary
+from consumer.kafka.topics import TopicSpec, ensure_topics
 
 BOOTSTRAP_ENV_VAR = "BULLFLAG_TEST_BOOTSTRAP"
 DEFAULT_TEST_PARTITIONS = 3

@@ -10,9 +10,9 @@ import urllib.request
 import orjson
 import pytest
 
-from consumer.embedded_broker import EmbeddedBroker
-from consumer.topics import TopicSpec, ensure_topics
-from consumer.worker import Worker
+from consumer.kafka.embedded_broker import EmbeddedBroker
+from consumer.kafka.topics import TopicSpec, ensure_topics
+from consumer.kafka.worker import Worker
 from tests.integration.test_worker import (
     FAST_CONSUMER,
     expected_bars,

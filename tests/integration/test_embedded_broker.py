@@ -16,14 +16,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
-from consumer import embedded_broker
-from consumer.embedded_broker import (
+from consumer.kafka import embedded_broker
+from consumer.kafka.embedded_broker import (
     BINARY_ENV_VAR,
     BrokerPortInUseError,
     BrokerUnavailableError,
     EmbeddedBroker,
 )
-from consumer.topics import TopicMismatchError, TopicSpec, ensure_topics
+from consumer.kafka.topics import TopicMismatchError, TopicSpec, ensure_topics
 
 if TYPE_CHECKING:
     from .conftest import TopicFactory, WaitForAssignment

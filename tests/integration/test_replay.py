@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.cli import main
-from consumer.embedded_broker import LOOPBACK_HOST, pick_free_port
-from consumer.replay import bars_to_trades, produce_records, read_table, synthetic_market
-from consumer.ticks import TickDecoder
+from consumer.core.ticks import TickDecoder
+from consumer.kafka.embedded_broker import LOOPBACK_HOST, pick_free_port
+from consumer.sources.replay import bars_to_trades, produce_records, read_table, synthetic_market
 from tests.integration.conftest import TopicFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

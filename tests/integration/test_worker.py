@@ -20,9 +20,9 @@ from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.output import cnn_output_schema, output_id
 from bullflag_model.synthetic import KINDS, generate_windows
 from consumer.config import Settings
-from consumer.pipeline import BarPipeline
-from consumer.replay import bars_to_ticks
-from consumer.worker import Worker
+from consumer.core.pipeline import BarPipeline
+from consumer.kafka.worker import Worker
+from consumer.sources.replay import bars_to_ticks
 from tests.integration.conftest import TopicFactory
 
 INTERVAL_MS = 1_000

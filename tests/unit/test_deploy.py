@@ -25,8 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.cli import build_parser
 from consumer.config import Settings, env_name, load_settings
-from consumer.http_server import HealthServer
-from consumer.metrics import WorkerMetrics
+from consumer.ops.http_server import HealthServer
+from consumer.ops.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -1,0 +1,424 @@
+"""From one batch of Kafka records to dead letters and the windows to score: no I/O, no asyncio.
+
+``BarPipeline`` holds one ``BarAggregator`` per assigned partition and one ``RingBuffers`` for
+all of them (key = symbol, so a symbol lives in exactly one partition). For each partition's
+records it decodes, aggregates, and for every bar that closed builds the 200-bar window that
+ends at that bar, then appends the bars to the buffers. Every closed bar of a symbol with at
+least 200 bars is scored, so what is published never depends on how records were batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+import numpy as np
+
+from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBars
+from consumer.core.buffers import RingBuffers
+from consumer.core.state import RestoredPartition
+from consumer.core.ticks import DecodedBars, DecodedTicks, Reject, RejectReason, TickDecoder
+
+InputKind = Literal["ticks", "bars"]
+Decoded = TypeVar("Decoded", DecodedTicks, DecodedBars)
+NO_TIME = np.iinfo(np.int64).min
+_FUTURE_PASSES = 8
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Windows to score, one per closed bar: ``bars`` float64[n, L, 5] oldest bar first.
+
+    ``symbols`` the n symbols, ``bar_end_ts`` / ``window_start_ts`` int64[n] epoch ms.
+    """
+
+    symbols: list[str]
+    bars: np.ndarray
+    bar_end_ts: np.ndarray
+    window_start_ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @staticmethod
+    def concat(parts: Sequence[Windows], seq_len: int) -> Windows:
+        """All windows of ``parts`` in order (an empty set has shape [0, seq_len, 5])."""
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return Windows([], np.zeros((0, seq_len, 5)), empty, empty)
+        if len(parts) == 1:
+            return parts[0]
+        return Windows(
+            [s for part in parts for s in part.symbols],
+            np.concatenate([part.bars for part in parts]),
+            np.concatenate([part.bar_end_ts for part in parts]),
+            np.concatenate([part.window_start_ts for part in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class StoredBars:
+    """Bars appended to the ring buffers by one batch (what the state changelog must record)."""
+
+    symbols: list[str]
+    bar_start: np.ndarray
+    ohlcv: np.ndarray
+
+
+@dataclass(frozen=True)
+class PartitionOutcome:
+    """What one partition's records produced: dead letters, counts, windows, state to save.
+
+    ``commit`` is the offset to commit once all of it is acknowledged: the first tick of the
+    oldest bar still open (its ticks must be read again after a restart), or the batch end;
+    ``mark`` is the partition's highest event time before ``commit`` (None before any).
+    ``replayed`` counts dead letters not sent again because a run before a restart sent them.
+    """
+
+    rejects: list[Reject]
+    duplicates: int
+    trade_bars: int
+    gap_bars: int
+    refused_symbols: list[str]
+    windows: Windows
+    stored: StoredBars
+    commit: int
+    mark: int | None
+    replayed: int = 0
+    newest_bar_end_ms: int | None = field(default=None)
+
+
+@dataclass
+class _Progress:
+    """Per partition: where each open bar's first tick is, and how far a restart must replay.
+
+    ``first_offset`` / ``mark`` int64[symbols] by aggregator symbol id: offset of the first
+    tick of the symbol's open bar, and the highest event time before that tick.
+    """
+
+    first_offset: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    mark: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    replay_until: int = -1
+
+    def grow(self, n: int) -> None:
+        if n > len(self.first_offset):
+            extra = n - len(self.first_offset)
+            self.first_offset = np.r_[self.first_offset, np.zeros(extra, dtype=np.int64)]
+            self.mark = np.r_[self.mark, np.full(extra, NO_TIME, dtype=np.int64)]
+
+
+class BarPipeline:
+    """Decode -> aggregate -> buffer -> windows, per partition of the input topic."""
+
+    def __init__(
+        self,
+        interval_ms: int,
+        allowed_lateness_ms: int,
+        *,
+        input_kind: InputKind = "ticks",
+        seq_len: int = 200,
+        max_symbols: int = 100_000,
+        max_record_bytes: int = 65_536,
+        max_time_jump_ms: int = 7 * 86_400_000,
+        max_clock_skew_ms: int = 3_600_000,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.max_time_jump_ms = max_time_jump_ms
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self.clock_ms = clock_ms
+        self.interval_ms = interval_ms
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.input_kind = input_kind
+        self.seq_len = seq_len
+        self.max_symbols = max_symbols
+        self.decoder = TickDecoder(max_bytes=max_record_bytes)
+        self.buffers = RingBuffers(capacity=seq_len, max_symbols=max_symbols)
+        self.aggregators: dict[int, BarAggregator] = {}
+        self.progress: dict[int, _Progress] = {}
+
+    def aggregator(self, partition: int) -> BarAggregator:
+        """The partition's aggregator, created on first use."""
+        if partition not in self.aggregators:
+            self.aggregators[partition] = BarAggregator(
+                self.interval_ms, self.allowed_lateness_ms, max_symbols=self.max_symbols
+            )
+        return self.aggregators[partition]
+
+    def drop_partition(self, partition: int) -> int:
+        """Forget a revoked partition's bars and buffers; returns the symbols dropped."""
+        aggregator = self.aggregators.pop(partition, None)
+        self.progress.pop(partition, None)
+        return self.buffers.remove(aggregator.symbols) if aggregator is not None else 0
+
+    def restore_partition(self, partition: int, restored: RestoredPartition, committed: int | None) -> int:
+        """Load a partition's saved bars before its records are read again from ``committed``.
+
+        Buffers get the saved bars; the aggregator learns each symbol's last closed bar and the
+        event time reached before ``committed``; records before the checkpoint's end were fully
+        handled before the restart, so their dead letters are not sent again. Returns the
+        number of symbols restored.
+        """
+        self.drop_partition(partition)
+        aggregator = self.aggregator(partition)
+        progress = self.progress.setdefault(partition, _Progress())
+        if restored.symbols:
+            for symbol, starts, bars in zip(
+                restored.symbols, restored.bar_start, restored.ohlcv, strict=True
+            ):
+                self.buffers.restore_bars(symbol, starts, bars)
+            last = np.array([starts[-1] for starts in restored.bar_start], dtype=np.int64)
+            close = np.array([bars[-1, 3] for bars in restored.ohlcv])
+            aggregator.seed(restored.symbols, last, close)
+        checkpoint = restored.checkpoint
+        if checkpoint is not None:
+            mark = checkpoint.mark_for(committed)
+            if mark is not None:
+                aggregator.advance_watermark(mark)
+            progress.replay_until = checkpoint.end
+        return len(restored.symbols)
+
+    def process(
+        self,
+        partition: int,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        offsets: np.ndarray | None = None,
+    ) -> PartitionOutcome:
+        """Run one partition's batch of records (values, keys and offsets in offset order).
+
+        ``offsets`` int64[n] default to 0..n-1 (for callers without Kafka offsets).
+        """
+        offsets = np.arange(len(values), dtype=np.int64) if offsets is None else np.asarray(offsets, np.int64)
+        aggregator = self.aggregator(partition)
+        progress = self.progress.setdefault(partition, _Progress())
+        watermark = aggregator.watermark_ms
+        partition_max = NO_TIME if watermark is None else watermark + self.allowed_lateness_ms
+        open_before = aggregator.open_starts()
+        decoded: DecodedTicks | DecodedBars
+        if self.input_kind == "ticks":
+            decoded = self._drop_future(self.decoder.decode_ticks(values, keys), partition_max)
+            result = aggregator.add(decoded)
+        else:
+            decoded = self._drop_future(self.decoder.decode_bars(values, keys), partition_max)
+            result = aggregator.add_bars(decoded)
+        rejects = sorted([*decoded.rejects, *result.rejects], key=lambda r: r.index)
+        self._track_open_bars(aggregator, progress, decoded, result, open_before, partition_max, offsets)
+        commit, mark = self._commit_point(aggregator, progress, int(offsets[-1]) + 1 if len(offsets) else 0)
+        fresh = [r for r in rejects if offsets[r.index] >= progress.replay_until]
+        return self._outcome(fresh, len(rejects) - len(fresh), result, commit, mark)
+
+    def _track_open_bars(
+        self,
+        aggregator: BarAggregator,
+        progress: _Progress,
+        decoded: DecodedTicks | DecodedBars,
+        result: AggregateResult,
+        open_before: np.ndarray,
+        partition_max: int,
+        offsets: np.ndarray,
+    ) -> None:
+        """Record, for bars opened by this batch, the offset of their first tick and the mark.
+
+        The mark is the highest event time of the records before that tick (the ones the
+        aggregator counted: not refused for ``max_symbols``).
+        """
+        open_after = aggregator.open_starts()
+        progress.grow(len(open_after))
+        before = np.full(len(open_after), NO_BAR, dtype=np.int64)
+        before[: len(open_before)] = open_before
+        opened = (open_after != NO_BAR) & (open_after != before)
+        if not opened.any() or not len(decoded.symbols):
+            return
+        sid = aggregator.ids_of(decoded.symbols)
+        refused = {r.index for r in result.rejects if r.reason == RejectReason.MAX_SYMBOLS}
+        counted = np.ones(len(sid), dtype=bool) if not refused else ~np.isin(decoded.index, list(refused))
+        late = {r.index for r in result.rejects}
+        accepted = counted & ~np.isin(decoded.index, list(late)) if late else counted
+        ts = decoded.ts_ms
+        prior = np.maximum.accumulate(np.r_[partition_max, np.where(counted, ts, NO_TIME)])[:-1]
+        bar = ts // self.interval_ms * self.interval_ms
+        valid = accepted & (sid >= 0)
+        starts_bar = valid & opened[np.maximum(sid, 0)] & (bar == open_after[np.maximum(sid, 0)])
+        rows = np.flatnonzero(starts_bar)
+        symbols, first = np.unique(sid[rows], return_index=True)
+        progress.first_offset[symbols] = offsets[decoded.index[rows[first]]]
+        progress.mark[symbols] = prior[rows[first]]
+
+    def _commit_point(
+        self, aggregator: BarAggregator, progress: _Progress, end: int
+    ) -> tuple[int, int | None]:
+        """(offset to commit, highest event time before it) for the partition after a batch."""
+        open_now = aggregator.open_starts() != NO_BAR
+        if open_now.any():
+            oldest = np.flatnonzero(open_now)[np.argmin(progress.first_offset[: len(open_now)][open_now])]
+            mark = int(progress.mark[oldest])
+            return int(progress.first_offset[oldest]), None if mark == NO_TIME else mark
+        watermark = aggregator.watermark_ms
+        return end, None if watermark is None else watermark + self.allowed_lateness_ms
+
+    def _drop_future(self, decoded: Decoded, partition_max: int) -> Decoded:
+        """Reject records too far ahead of the partition or the wall clock (``future_ts``).
+
+        One tick from the year 3000 would otherwise move the watermark past every open bar.
+        """
+        future = future_mask(
+            decoded.ts_ms, partition_max, self.max_time_jump_ms, self.clock_ms() + self.max_clock_skew_ms
+        )
+        if not future.any():
+            return decoded
+        keep = ~future
+        rejects = [
+            Reject(
+                int(decoded.index[i]), RejectReason.FUTURE_TS, f"ts {int(decoded.ts_ms[i])} is too far ahead"
+            )
+            for i in np.flatnonzero(future).tolist()
+        ]
+        columns = {
+            f.name: getattr(decoded, f.name)[keep]
+            for f in dataclasses.fields(decoded)
+            if isinstance(getattr(decoded, f.name), np.ndarray)
+        }
+        kept = np.flatnonzero(keep).tolist()
+        trade_id = getattr(decoded, "trade_id", None)
+        if trade_id is not None:
+            columns["trade_id"] = [trade_id[i] for i in kept]
+        return dataclasses.replace(
+            decoded,
+            symbols=[decoded.symbols[i] for i in kept],
+            rejects=sorted([*decoded.rejects, *rejects], key=lambda r: r.index),
+            **columns,
+        )
+
+    def _outcome(
+        self, rejects: list[Reject], replayed: int, result: AggregateResult, commit: int, mark: int | None
+    ) -> PartitionOutcome:
+        closed = result.bars
+        windows, refused, stored = self._close(closed)
+        gap = int(np.count_nonzero(closed.count == 0))
+        newest = int(closed.bar_start.max()) + self.interval_ms if len(closed) else None
+        return PartitionOutcome(
+            rejects=rejects,
+            duplicates=result.duplicates,
+            trade_bars=len(closed) - gap,
+            gap_bars=gap,
+            refused_symbols=refused,
+            windows=windows,
+            stored=stored,
+            commit=commit,
+            mark=mark,
+            replayed=replayed,
+            newest_bar_end_ms=newest,
+        )
+
+    def _close(self, closed: ClosedBars) -> tuple[Windows, list[str], StoredBars]:
+        """Windows ending at each newly closed bar of a warm symbol, then append the bars."""
+        if not len(closed):
+            empty = StoredBars([], np.zeros(0, dtype=np.int64), np.zeros((0, 5)))
+            return Windows.concat([], self.seq_len), [], empty
+        first = np.flatnonzero(np.r_[True, closed.symbol_ids[1:] != closed.symbol_ids[:-1]])
+        symbols = [closed.symbols[i] for i in first.tolist()]
+        slots = self.buffers.slots(symbols)
+        counts = self.buffers.counts(symbols)
+        group = np.repeat(np.arange(len(symbols)), np.diff(first, append=len(closed)))
+        fresh = closed.bar_start > self.buffers.latest(slots)[group]
+        # Only symbols that reach seq_len bars in this batch need their stored window gathered.
+        scoring = counts + np.bincount(group[fresh], minlength=len(symbols)) >= self.seq_len
+        rows = np.flatnonzero(fresh & scoring[group])
+        chosen = np.flatnonzero(scoring)
+        known = slots[chosen] >= 0
+        if known.all():
+            history, history_start = self.buffers.windows(slots[chosen])
+        else:
+            history = np.full((len(chosen), self.seq_len, 5), np.nan)
+            history_start = np.full((len(chosen), self.seq_len), np.iinfo(np.int64).min)
+            history[known], history_start[known] = self.buffers.windows(slots[chosen][known])
+        renumber = np.cumsum(scoring) - 1
+        windows = _windows_ending_at_each_bar(
+            history,
+            history_start,
+            counts[chosen],
+            renumber[group[rows]],
+            closed.bar_start[rows],
+            closed.ohlcv()[rows],
+            [closed.symbols[i] for i in rows.tolist()],
+            self.interval_ms,
+        )
+        ohlcv = closed.ohlcv()
+        appended = self.buffers.append(closed.symbols, closed.bar_start, ohlcv)
+        rows = np.flatnonzero(appended.stored)
+        stored = StoredBars([closed.symbols[i] for i in rows.tolist()], closed.bar_start[rows], ohlcv[rows])
+        return windows, appended.refused, stored
+
+
+def future_mask(ts: np.ndarray, partition_max: int, max_jump_ms: int, latest_allowed_ms: int) -> np.ndarray:
+    """bool[n]: records whose event time is too far ahead, judged in arrival order.
+
+    A record is too far ahead when its ``ts`` exceeds ``latest_allowed_ms`` (the wall clock
+    plus allowed skew) or the largest ``ts`` accepted before it (starting from
+    ``partition_max``) by more than ``max_jump_ms``. Rejected records do not move that
+    maximum, so a run of bad records is caught too.
+    """
+    future = ts > latest_allowed_ms
+    for _ in range(_FUTURE_PASSES):
+        accepted = np.where(future, NO_TIME, ts)
+        previous = np.maximum.accumulate(np.r_[partition_max, accepted])[:-1]
+        flagged = future | ((previous != NO_TIME) & (ts > previous + max_jump_ms))
+        if (flagged == future).all():
+            return future
+        future = flagged
+    return _future_mask_sequential(ts, partition_max, max_jump_ms, future)
+
+
+def _future_mask_sequential(
+    ts: np.ndarray, partition_max: int, max_jump_ms: int, future: np.ndarray
+) -> np.ndarray:
+    """The exact arrival-order rule as a loop, for the rare batch with long runs of bad records."""
+    result = future.copy()
+    highest = partition_max
+    for i, t in enumerate(ts.tolist()):
+        if result[i] or (highest != NO_TIME and t > highest + max_jump_ms):
+            result[i] = True
+        else:
+            highest = max(highest, t)
+    return result
+
+
+def _windows_ending_at_each_bar(
+    history: np.ndarray,
+    history_start: np.ndarray,
+    counts: np.ndarray,
+    group: np.ndarray,
+    bar_start: np.ndarray,
+    ohlcv: np.ndarray,
+    symbols: list[str],
+    interval_ms: int,
+) -> Windows:
+    """For the j-th new bar of symbol g: the last L bars of (g's stored bars ++ its new bars 0..j).
+
+    ``history`` float64[G, L, 5] and ``history_start`` int64[G, L] hold each symbol's stored
+    window (newest last), ``counts`` int64[G] how many bars it has had; the m new bars
+    (``group`` int64[m] sorted, ``bar_start`` int64[m], ``ohlcv`` float64[m, 5]) are all newer
+    than the stored ones. A bar is scored once its symbol has L bars.
+    """
+    groups, seq_len = history.shape[:2]
+    run_first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    run_first = np.repeat(run_first, np.diff(run_first, append=len(group)))
+    rank = np.arange(len(group)) - run_first
+    rows = np.flatnonzero(counts[group] + rank + 1 >= seq_len)
+    take = rank[rows, None] + 1 + np.arange(seq_len)
+    index = np.where(
+        take < seq_len,
+        group[rows, None] * seq_len + np.minimum(take, seq_len - 1),
+        groups * seq_len + run_first[rows, None] + take - seq_len,
+    )
+    flat_bars = np.concatenate([history.reshape(-1, 5), ohlcv])
+    flat_start = np.concatenate([history_start.reshape(-1), bar_start])
+    return Windows(
+        symbols=[symbols[i] for i in rows.tolist()],
+        bars=np.take(flat_bars, index, axis=0),
+        bar_end_ts=bar_start[rows] + interval_ms,
+        window_start_ts=flat_start[index[:, 0]],
+    )

@@ -1,0 +1,126 @@
+"""BarPipeline: the windows scored do not depend on how the stream is split into batches."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.core.bars import BarAggregator
+from consumer.core.pipeline import NO_TIME, BarPipeline, Windows, future_mask
+
+SEQ_LEN = 5
+INTERVAL = 1_000
+
+
+def tick_stream(seed: int, n: int, symbols: int) -> tuple[list[bytes], list[bytes]]:
+    """Ticks of a few symbols with gaps, jitter and a bad record or two, as Kafka values and keys."""
+    rng = np.random.default_rng(seed)
+    ts = np.cumsum(rng.integers(0, 900, n)) + 1_700_000_000_000
+    names = [f"S{i}" for i in rng.integers(0, symbols, n)]
+    values = [
+        orjson.dumps({"symbol": s, "ts": int(t), "price": float(p), "size": 1})
+        for s, t, p in zip(names, ts, rng.uniform(10, 20, n), strict=True)
+    ]
+    values[n // 2] = b"{not json"
+    return values, [s.encode() for s in names]
+
+
+def run(pipeline: BarPipeline, values: list[bytes], keys: list[bytes], cuts: list[int]) -> Windows:
+    parts = []
+    bounds = [0, *sorted(cuts), len(values)]
+    for lo, hi in itertools.pairwise(bounds):
+        parts.append(pipeline.process(0, values[lo:hi], keys[lo:hi]).windows)
+    return Windows.concat(parts, SEQ_LEN)
+
+
+def by_bar(windows: Windows) -> dict[tuple[str, int], tuple[np.ndarray, int]]:
+    return {
+        (s, int(end)): (bars, int(start))
+        for s, end, bars, start in zip(
+            windows.symbols, windows.bar_end_ts, windows.bars, windows.window_start_ts, strict=True
+        )
+    }
+
+
+def test_each_window_is_the_last_bars_up_to_its_bar() -> None:
+    values, keys = tick_stream(seed=1, n=400, symbols=3)
+    decoder_pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    closed = BarAggregator(INTERVAL, 0).add(decoder_pipeline.decoder.decode_ticks(values, keys)).bars
+    expected = {}
+    for symbol in set(closed.symbols):
+        rows = [i for i, s in enumerate(closed.symbols) if s == symbol]
+        for k in range(SEQ_LEN - 1, len(rows)):
+            window_rows = rows[k - SEQ_LEN + 1 : k + 1]
+            expected[(symbol, int(closed.bar_start[rows[k]]) + INTERVAL)] = closed.ohlcv()[window_rows]
+    windows = by_bar(run(BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN), values, keys, [100, 250]))
+    assert len(expected) > 20
+    assert windows.keys() == expected.keys()
+    for key, (bars, start) in windows.items():
+        np.testing.assert_array_equal(bars, expected[key])
+        assert key[1] - start == SEQ_LEN * INTERVAL, "bars are contiguous: gaps are filled"
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(0, 300), max_size=8))
+def test_batch_boundaries_do_not_change_the_output(seed: int, cuts: list[int]) -> None:
+    values, keys = tick_stream(seed=seed, n=300, symbols=3)
+    whole = by_bar(run(BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN), values, keys, []))
+    split = by_bar(run(BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN), values, keys, cuts))
+    assert whole.keys() == split.keys()
+    for key, (bars, start) in whole.items():
+        np.testing.assert_array_equal(split[key][0], bars)
+        assert split[key][1] == start
+
+
+def test_bad_records_are_rejected_with_their_position() -> None:
+    values, keys = tick_stream(seed=2, n=50, symbols=2)
+    outcome = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN).process(0, values, keys)
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(25, "invalid_json")]
+
+
+def test_dropping_a_partition_frees_its_symbols() -> None:
+    values, keys = tick_stream(seed=3, n=200, symbols=4)
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    pipeline.process(0, values, keys)
+    assert len(pipeline.buffers) == 4
+    assert pipeline.drop_partition(0) == 4
+    assert len(pipeline.buffers) == 0
+
+
+def sequential_future(ts: list[int], partition_max: int, jump: int, latest: int) -> list[bool]:
+    """The rule, one record at a time."""
+    out, highest = [], partition_max
+    for t in ts:
+        bad = t > latest or (highest != NO_TIME and t > highest + jump)
+        out.append(bad)
+        highest = highest if bad else max(highest, t)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.lists(st.integers(0, 10_000), max_size=40),
+    partition_max=st.one_of(st.just(NO_TIME), st.integers(0, 5_000)),
+    jump=st.integers(0, 3_000),
+    latest=st.integers(0, 12_000),
+)
+def test_future_mask_equals_the_sequential_rule(
+    ts: list[int], partition_max: int, jump: int, latest: int
+) -> None:
+    mask = future_mask(np.array(ts, dtype=np.int64), partition_max, jump, latest)
+    assert mask.tolist() == sequential_future(ts, partition_max, jump, latest)
+
+
+def test_a_tick_from_the_year_3000_closes_nothing() -> None:
+    values, keys = tick_stream(seed=4, n=300, symbols=2)
+    far = orjson.dumps({"symbol": "S0", "ts": 32_503_680_000_000, "price": 10.0})
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    reference = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    outcome = pipeline.process(0, [*values[:150], far, *values[150:]], [*keys[:150], b"S0", *keys[150:]])
+    expected = reference.process(0, values, keys)
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(150, "future_ts"), (151, "invalid_json")]
+    assert by_bar(outcome.windows).keys() == by_bar(expected.windows).keys()

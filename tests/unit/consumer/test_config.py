@@ -1,0 +1,91 @@
+"""Worker settings: precedence, validation messages that name the setting, generated docs."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from consumer.cli import main
+from consumer.config import (
+    Settings,
+    SettingsError,
+    add_arguments,
+    load_settings,
+    settings_markdown,
+)
+from consumer.core.intervals import parse_duration_ms
+from consumer.ops.metrics import WorkerMetrics
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load_settings(parser.parse_args(argv), env or {})
+
+
+def test_defaults() -> None:
+    settings = parse([])
+    assert settings == Settings()
+    assert settings.bar_interval_ms == 60_000
+    assert settings.threshold is None
+
+
+def test_flag_beats_environment_beats_default() -> None:
+    env = {"BULLFLAG_BAR_INTERVAL": "5m", "BULLFLAG_GROUP_ID": "from-env"}
+    settings = parse(["--bar-interval", "1h"], env)
+    assert settings.bar_interval_ms == 3_600_000
+    assert settings.group_id == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--bar-interval", "7x"], {}, "--bar-interval"),
+        (["--bar-interval", "0s"], {}, "--bar-interval"),
+        ([], {"BULLFLAG_THRESHOLD": "1.5"}, "BULLFLAG_THRESHOLD"),
+        ([], {"BULLFLAG_GRADCAM": "maybe"}, "BULLFLAG_GRADCAM"),
+        (["--input", "quotes"], {}, "--input"),
+        (["--max-symbols", "0"], {}, "--max-symbols"),
+        (["--metrics-port", "70000"], {}, "--metrics-port"),
+    ],
+)
+def test_bad_values_name_the_setting(argv: list[str], env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=f"setting {named}:"):
+        parse(argv, env)
+
+
+def test_durations() -> None:
+    assert parse_duration_ms("500ms") == 500
+    assert parse_duration_ms("1d") == 86_400_000
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration_ms("1.5m")
+
+
+def test_secrets_are_redacted() -> None:
+    settings = parse([], {"BULLFLAG_SASL_PASSWORD": "hunter2"})
+    assert settings.sasl_password == "hunter2"
+    assert settings.redacted()["sasl_password"] == "***"
+
+
+def test_cli_stops_on_a_bad_setting_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["settings", "--bar-interval", "soon"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("bullflag: setting --bar-interval: invalid bar interval 'soon'")
+
+
+def test_readme_settings_table_is_generated_from_the_code() -> None:
+    assert settings_markdown() in README.read_text(), "run `bullflag settings --markdown` into the README"
+
+
+def test_readme_lists_every_metric() -> None:
+    body, _ = WorkerMetrics(model_version="m", threshold=0.5).render()
+    names = set(re.findall(r"^# HELP (\S+) ", body.decode(), re.MULTILINE))
+    readme = README.read_text()
+    assert names, "the registry exposes metrics"
+    assert {name for name in names if f"`{name}`" not in readme} == set()
