@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from bullflag_model.checkpoint import load_checkpoint
-from bullflag_model.gradcam import GradCAM1D, cam_from_activations
+from bullflag_model.gradcam import cam_from_activations
 from bullflag_model.model import HEAD_NAMES
 
 PROB_KEYS = tuple(f"{name}_prob" for name in HEAD_NAMES)
@@ -64,7 +64,17 @@ class BullFlagCNNInfer:
         self.device = torch.device(device)
         self.enable_gradcam = enable_gradcam
         self.threshold = threshold
-        self.gradcam = GradCAM1D(self.model, "conv4", device) if enable_gradcam else None
+
+    def resolve_threshold(self, requested: float | None) -> float:
+        """Set and return the signal threshold: ``requested`` if given, else the checkpoint's
+        serving threshold if it has one, else the threshold this object was built with."""
+        if requested is not None:
+            if not 0.0 <= requested <= 1.0:
+                raise ValueError(f"threshold must be in [0, 1], got {requested}")
+            self.threshold = float(requested)
+        elif "serving_threshold" in self.metadata:
+            self.threshold = float(self.metadata["serving_threshold"])
+        return self.threshold
 
     @property
     def seq_len(self) -> int:

@@ -9,86 +9,21 @@ line naming the setting.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from consumer.core.intervals import parse_duration_ms, parse_interval
+from bullflag_model.intervals import parse_duration_ms
+from consumer import validators as v
 
 ENV_PREFIX = "BULLFLAG_"
 
 
 class SettingsError(ValueError):
     """A setting has a value the worker cannot use; the message names the setting."""
-
-
-def parse_duration(text: str) -> str:
-    """A duration, validated and kept as text (``"5s"``)."""
-    parse_duration_ms(text)
-    return text.strip()
-
-
-def parse_bar_interval(text: str) -> str:
-    """A bar interval: a duration longer than zero, kept as text (``"1m"``)."""
-    parse_interval(text)
-    return text.strip()
-
-
-def parse_bool(text: str) -> bool:
-    """``true/false``, ``1/0``, ``yes/no``, ``on/off``."""
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean (true/false)")
-
-
-def parse_probability(text: str) -> float:
-    """A float in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{text!r} is not in [0, 1]")
-    return value
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise ValueError(f"{text!r} must be at least {minimum}")
-        return value
-
-    parse.__doc__ = f"An integer >= {minimum}."
-    return parse
-
-
-parse_positive_int = _int_at_least(1)
-parse_non_negative_int = _int_at_least(0)
-
-
-def parse_port(text: str) -> int:
-    """A TCP port, 0 (pick a free one) to 65535."""
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{text!r} is not a TCP port")
-    return value
-
-
-def parse_optional_path(text: str) -> Path | None:
-    """A file path, or empty for the default."""
-    return Path(text) if text.strip() else None
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
-        return text
-
-    parse.__doc__ = f"One of {', '.join(options)}."
-    return parse
 
 
 def setting(default: Any, help: str, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
@@ -112,70 +47,70 @@ class Settings:
     input: str = setting(
         "ticks",
         "Input record kind: 'ticks' (trades) or 'bars' (closed OHLCV bars).",
-        _choice("ticks", "bars"),
+        v.choice("ticks", "bars"),
     )
-    bar_interval: str = setting("1m", "Bar length: e.g. 1s, 1m, 5m, 1h, 1d.", parse_bar_interval)
+    bar_interval: str = setting("1m", "Bar length: e.g. 1s, 1m, 5m, 1h, 1d.", v.bar_interval)
     allowed_lateness: str = setting(
-        "5s", "How late (event time) a tick may arrive and still count.", parse_duration
+        "5s", "How late (event time) a tick may arrive and still count.", v.duration
     )
     max_time_jump: str = setting(
         "7d",
         "Records this far ahead of their partition's newest event time are dead-lettered (future_ts).",
-        parse_duration,
+        v.duration,
     )
     max_clock_skew: str = setting(
-        "1h", "Records this far ahead of the wall clock are dead-lettered (future_ts).", parse_duration
+        "1h", "Records this far ahead of the wall clock are dead-lettered (future_ts).", v.duration
     )
     threshold: float | None = setting(
         None,
         "Signal threshold on sequence_score; empty: the checkpoint's serving threshold.",
-        parse_probability,
+        v.probability,
     )
     publish: str = setting(
         "all",
         "'all': one CNNOutput per inference; 'signals-only': only those >= threshold.",
-        _choice("all", "signals-only"),
+        v.choice("all", "signals-only"),
     )
-    gradcam: bool = setting(True, "Attach Grad-CAM maps to outputs at or above the threshold.", parse_bool)
+    gradcam: bool = setting(True, "Attach Grad-CAM maps to outputs at or above the threshold.", v.boolean)
     checkpoint: Path | None = setting(
-        None, "Model checkpoint file; empty: the one shipped in the package.", parse_optional_path
+        None, "Model checkpoint file; empty: the one shipped in the package.", v.optional_path
     )
     max_symbols: int = setting(
         100_000,
         "Most symbols one worker keeps buffers for; ticks of further symbols are dead-lettered.",
-        parse_positive_int,
+        v.positive_int,
     )
     max_record_bytes: int = setting(
-        65_536, "Input records larger than this are dead-lettered.", parse_positive_int
+        65_536, "Input records larger than this are dead-lettered.", v.positive_int
     )
-    max_poll_records: int = setting(20_000, "Most records taken from Kafka per batch.", parse_positive_int)
+    max_poll_records: int = setting(20_000, "Most records taken from Kafka per batch.", v.positive_int)
     session_timeout: str = setting(
         "10s",
         "Consumer group session timeout: a worker silent this long loses its partitions.",
-        parse_duration,
+        v.duration,
     )
-    heartbeat_interval: str = setting("3s", "Consumer group heartbeat interval.", parse_duration)
-    fetch_max_wait: str = setting("500ms", "Longest a fetch waits for data before returning.", parse_duration)
-    torch_threads: int = setting(0, "Threads for inference; 0: torch's default.", int)
+    heartbeat_interval: str = setting("3s", "Consumer group heartbeat interval.", v.duration)
+    fetch_max_wait: str = setting("500ms", "Longest a fetch waits for data before returning.", v.duration)
+    torch_threads: int = setting(0, "Threads for inference; 0: torch's default.", v.non_negative_int)
     gc_threshold: int = setting(
         50_000,
         "Allocations between the youngest garbage collections while serving (Python's default "
         "is 700, which costs half the CPU at full load); 0: leave the interpreter's setting.",
-        parse_non_negative_int,
+        v.non_negative_int,
     )
     metrics_host: str = setting("0.0.0.0", "Address of the /metrics, /healthz and /readyz server.")
     metrics_port: int = setting(
-        9108, "Port of the /metrics, /healthz and /readyz server (0: any free one).", parse_port
+        9108, "Port of the /metrics, /healthz and /readyz server (0: any free one).", v.port
     )
     security_protocol: str = setting(
         "PLAINTEXT",
         "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
-        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        v.choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
     )
     sasl_mechanism: str = setting(
         "PLAIN",
         "SASL mechanism when security_protocol is SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
-        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        v.choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
     )
     sasl_username: str = setting("", "SASL user name.")
     sasl_password: str = setting(
@@ -185,10 +120,10 @@ class Settings:
     ssl_certfile: str = setting("", "Client certificate for mutual TLS.")
     ssl_keyfile: str = setting("", "Private key of the client certificate.")
     log_format: str = setting(
-        "text", "Log lines as 'text' or 'json' (one object per line).", _choice("text", "json")
+        "text", "Log lines as 'text' or 'json' (one object per line).", v.choice("text", "json")
     )
     enable_idempotence: bool = setting(
-        False, "Idempotent producer (Apache Kafka; the embedded broker lacks it).", parse_bool
+        False, "Idempotent producer (Apache Kafka; the embedded broker lacks it).", v.boolean
     )
 
     def __post_init__(self) -> None:
@@ -267,6 +202,17 @@ def load_settings(args: argparse.Namespace | None = None, env: Mapping[str, str]
         except ValueError as exc:
             raise SettingsError(f"setting {source}: {exc}") from None
     return Settings(**values)
+
+
+def connection_settings(
+    bootstrap_servers: str | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings for a command that only talks to Kafka: ``BULLFLAG_*`` from ``env`` (default the
+    process environment), then a ``--bootstrap-servers`` flag over them."""
+    settings = load_settings(None, os.environ if env is None else env)
+    if bootstrap_servers:
+        settings = dataclasses.replace(settings, bootstrap_servers=bootstrap_servers)
+    return settings
 
 
 def settings_markdown() -> str:

@@ -40,29 +40,21 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
 import numpy as np
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bullflag_model.checkpoint import CheckpointError
 from bullflag_model.features import SEQ_LEN, build_features
 from bullflag_model.infer import PROB_KEYS, BullFlagCNNInfer
+from bullflag_model.intervals import format_interval
+from bullflag_model.output import CNNDocument, DocumentError
 from bullflag_model.synthetic import KINDS, generate_windows
-from consumer.cli.explain import (
-    CNNDocument,
-    ExplainError,
-    default_out,
-    reached_end,
-    render_output,
-    utc_text,
-    window_bars,
-)
-from consumer.cli.types import finite_number, integer_at_least, probability
+from consumer.cli.pictures import PictureError, default_out, render_output, utc_text, window_bars
 from consumer.config import Settings
-from consumer.core.intervals import format_interval
 from consumer.kafka.embedded_broker import BrokerError, BrokerUnavailableError, EmbeddedBroker
+from consumer.kafka.topic_reader import TopicReadError, read_partitions
 from consumer.kafka.topics import TopicError, TopicSpec, ensure_topics
-from consumer.kafka.worker import DEFAULT_THRESHOLD, Worker
+from consumer.kafka.worker import Worker
 from consumer.sources.replay import (
     BarTable,
     PlantedWindow,
@@ -74,6 +66,7 @@ from consumer.sources.replay import (
     synthetic_market,
     tick_records,
 )
+from consumer.validators import finite_number, integer_at_least, probability
 
 __all__ = [
     "DemoError",
@@ -710,33 +703,22 @@ class _Session:
     async def _watch(self) -> None:
         """Follow the signals topic from its start; after the worker stopped, read to its end."""
         topic = self.settings.signals_topic
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+
+        def visit(_: TopicPartition, records: list[ConsumerRecord]) -> None:
+            for record in records:
+                self._on_output(record.value)
+
+        await read_partitions(
+            self.settings,
+            [TopicPartition(topic, p) for p in range(SIGNALS_PARTITIONS)],
+            visit,
             client_id="bullflag-demo-watch",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            follow=lambda: not self._draining.is_set(),
         )
-        partitions = [TopicPartition(topic, p) for p in range(SIGNALS_PARTITIONS)]
-        try:
-            await consumer.start()
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            while True:
-                batch = await consumer.getmany(*partitions, timeout_ms=_POLL_MS)
-                for records in batch.values():
-                    for record in records:
-                        self._on_output(record.value)
-                if self._draining.is_set() and await reached_end(consumer, partitions):
-                    return
-        finally:
-            await consumer.stop()
 
     def _on_output(self, value: bytes | None) -> None:
         """Count one CNNOutput; show a signal and queue its picture."""
-        document = CNNDocument.from_json(
-            orjson.loads(value or b"null"), f"topic {self.settings.signals_topic!r}"
-        )
+        document = CNNDocument.from_bytes(value, f"topic {self.settings.signals_topic!r}")
         if document.id in self.stats.seen_ids:
             return
         stats = self.stats
@@ -850,11 +832,8 @@ async def run_demo(options: DemoOptions, view: View) -> DemoReport:
 def run_offline(windows: int, seed: int, threshold: float | None, checkpoint: Path | None) -> int:
     """Score ``windows`` generated windows in one batch without Kafka; one line per window."""
     batch = generate_windows(windows, seed=seed)
-    infer = BullFlagCNNInfer(
-        checkpoint, enable_gradcam=True, threshold=DEFAULT_THRESHOLD if threshold is None else threshold
-    )
-    if threshold is None and "serving_threshold" in infer.metadata:
-        infer.threshold = float(infer.metadata["serving_threshold"])
+    infer = BullFlagCNNInfer(checkpoint, enable_gradcam=True)
+    infer.resolve_threshold(threshold)
     scores = infer.score(build_features(batch.bars))
     trained = infer.metadata.get("trained", True)
     print(f"model {infer.model_version}{'' if trained else ' (UNTRAINED: scores are meaningless)'}")
@@ -910,7 +889,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    except (BrokerError, CheckpointError, TopicError, KafkaError, DemoError, ExplainError) as exc:
+    except (
+        DemoError,
+        BrokerError,
+        CheckpointError,
+        TopicError,
+        TopicReadError,
+        KafkaError,
+        DocumentError,
+        PictureError,
+    ) as exc:
         print(f"bullflag demo: {exc}", file=sys.stderr)
         return 1
     for line in summary_lines(report):

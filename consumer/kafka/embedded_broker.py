@@ -21,8 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from consumer.kafka.clients import new_admin
 
 __all__ = [
     "BINARY_ENV_VAR",
@@ -127,7 +128,7 @@ def _accepts_connections(port: int) -> bool:
 
 async def _describe(bootstrap: str, timeout_s: float) -> _Identity | None:
     """Ask the broker at ``bootstrap`` for its cluster id and listeners; None if it cannot say."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = new_admin(bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()

@@ -12,10 +12,11 @@ import asyncio
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from consumer.kafka.clients import Connection, as_settings, new_admin
 
 __all__ = [
     "TopicCreationError",
@@ -106,23 +107,24 @@ class TopicSpec:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    connection: Connection,
     specs: Iterable[TopicSpec],
     *,
     timeout_s: float = 30.0,
-    **client_kwargs: Any,
+    client_id: str | None = None,
 ) -> frozenset[str]:
     """Create the missing topics and verify every partition count; return the names created.
 
-    ``client_kwargs`` go to :class:`aiokafka.admin.AIOKafkaAdminClient` (security settings,
-    ``client_id``...). Raises :class:`TopicMismatchError` for an existing topic whose partition
-    count differs, :class:`TopicCreationError` when the broker refuses a topic, and
-    :class:`TopicError` when the cluster does not answer within ``timeout_s``.
+    The admin client comes from the client factory, so security settings apply. Raises
+    :class:`TopicMismatchError` for an existing topic whose partition count differs,
+    :class:`TopicCreationError` when the broker refuses a topic, and :class:`TopicError` when the
+    cluster does not answer within ``timeout_s``.
     """
     wanted = _unique_by_name(specs)
     if not wanted:
         return frozenset()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
+    admin = new_admin(connection, client_id=client_id)
+    bootstrap = as_settings(connection).bootstrap_servers
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()

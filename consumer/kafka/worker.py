@@ -33,7 +33,6 @@ import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
-from aiokafka.helpers import create_ssl_context
 
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
@@ -41,6 +40,7 @@ from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
 from consumer.core.scoring import Scorer
 from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
 from consumer.core.ticks import Reject
+from consumer.kafka.clients import new_consumer, new_producer
 from consumer.kafka.publisher import Outgoing, Publisher
 from consumer.kafka.restore import read_state
 from consumer.kafka.topics import TopicSpec, ensure_topics
@@ -50,34 +50,11 @@ from consumer.ops.metrics import WorkerMetrics
 
 log = logging.getLogger("bullflag.worker")
 
-DEFAULT_THRESHOLD = 0.5
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
 MAX_BATCH_BYTES = 512 * 1024
 STARTUP_BACKOFF_INITIAL_S = 0.5
 STARTUP_BACKOFF_MAX_S = 30.0
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by the consumer, the producer and admin clients."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "client_id": settings.client_id,
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile or None,
-            certfile=settings.ssl_certfile or None,
-            keyfile=settings.ssl_keyfile or None,
-        )
-    if settings.security_protocol.startswith("SASL"):
-        options |= {
-            "sasl_mechanism": settings.sasl_mechanism,
-            "sasl_plain_username": settings.sasl_username,
-            "sasl_plain_password": settings.sasl_password,
-        }
-    return options
 
 
 def dead_letter_headers(topic: str, record: ConsumerRecord, reject: Reject) -> list[tuple[str, bytes]]:
@@ -108,11 +85,6 @@ class _Ingested:
     windows: Windows
 
 
-def _admin_options(settings: Settings) -> dict[str, Any]:
-    """Client options for ``ensure_topics`` (it takes the bootstrap servers separately)."""
-    return {k: v for k, v in kafka_client_options(settings).items() if k != "bootstrap_servers"}
-
-
 class _Rebalance(ConsumerRebalanceListener):
     """Hands partition moves to the worker (waiting for the batch in flight first)."""
 
@@ -138,13 +110,8 @@ class Worker:
         producer_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.infer = infer or BullFlagCNNInfer(
-            settings.checkpoint, enable_gradcam=settings.gradcam, threshold=DEFAULT_THRESHOLD
-        )
-        if settings.threshold is not None:
-            self.infer.threshold = settings.threshold
-        elif "serving_threshold" in self.infer.metadata:
-            self.infer.threshold = float(self.infer.metadata["serving_threshold"])
+        self.infer = infer or BullFlagCNNInfer(settings.checkpoint, enable_gradcam=settings.gradcam)
+        self.infer.resolve_threshold(settings.threshold)
         self.pipeline = BarPipeline(
             settings.bar_interval_ms,
             settings.allowed_lateness_ms,
@@ -225,20 +192,17 @@ class Worker:
             self._scoring.shutdown(wait=True)
 
     async def _run_clients(self, stop: asyncio.Event) -> None:
-        options = kafka_client_options(self.settings)
-        self._producer = AIOKafkaProducer(
-            **options,
+        self._producer = new_producer(
+            self.settings,
             acks="all",
             linger_ms=5,
             max_batch_size=MAX_BATCH_BYTES,
             enable_idempotence=self.settings.enable_idempotence,
             **self._producer_options,
         )
-        self._consumer = AIOKafkaConsumer(
-            **options,
+        self._consumer = new_consumer(
+            self.settings,
             group_id=self.settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             **(self.settings.consumer_timing | self._consumer_options),
         )
         if not await _start_with_retries(self._producer.start, "producer", stop):
@@ -267,7 +231,7 @@ class Worker:
         assert self._producer is not None
         partitions = await self._producer.partitions_for(self.settings.ticks_topic)
         spec = TopicSpec(self.settings.state_topic, len(partitions), {"cleanup.policy": "compact"})
-        await ensure_topics(self.settings.bootstrap_servers, [spec], **_admin_options(self.settings))
+        await ensure_topics(self.settings, [spec])
 
     async def _consume(self, stop: asyncio.Event) -> None:
         """Fetch and ingest batch N+1 while batch N is scored, published and committed.
@@ -515,7 +479,7 @@ class Worker:
         assert self._consumer is not None
         started = time.perf_counter()
         restored = await read_state(
-            kafka_client_options(self.settings),
+            self.settings,
             self.settings.state_topic,
             [tp.partition for tp in assigned],
             self.pipeline.interval_ms,

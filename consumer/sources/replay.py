@@ -37,12 +37,12 @@ from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from bullflag_model.features import CLOSE, OPEN, SEQ_LEN, VOLUME
+from bullflag_model.intervals import IntervalError, format_interval, parse_interval
 from bullflag_model.synthetic import HEADS, KINDS, GeneratorParams, generate_windows
-from consumer.cli.types import finite_number, integer_at_least, probability
 from consumer.config import env_name
-from consumer.core.intervals import IntervalError, format_interval, parse_interval
 from consumer.core.ticks import MAX_TS_MS, MIN_TS_MS, SYMBOL_PATTERN
 from consumer.kafka.topics import TopicError, TopicSpec, ensure_topics
+from consumer.validators import finite_number, integer_at_least, probability
 
 __all__ = [
     "COLUMN_ALIASES",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bullflag_model.intervals import parse_duration_ms
 from consumer.cli import main
 from consumer.config import (
     Settings,
@@ -16,7 +17,6 @@ from consumer.config import (
     load_settings,
     settings_markdown,
 )
-from consumer.core.intervals import parse_duration_ms
 from consumer.ops.metrics import WorkerMetrics
 
 README = Path(__file__).resolve().parents[3] / "README.md"

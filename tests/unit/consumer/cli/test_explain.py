@@ -11,9 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
-from bullflag_model.output import cnn_output, cnn_output_schema
+from bullflag_model.output import CNNDocument, DocumentError, cnn_output, cnn_output_schema, load_document
 from consumer.cli import main
-from consumer.cli.explain import CNNDocument, CoverageError, DocumentError, load_document, window_bars
+from consumer.cli.pictures import CoverageError, window_bars
 from consumer.sources.replay import read_table, synthetic_market
 
 SYMBOL = "AAPL"

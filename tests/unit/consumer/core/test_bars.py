@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bullflag_model.intervals import IntervalError, format_interval, parse_interval
 from consumer.core.bars import AggregateResult, BarAggregator, SnapshotError
-from consumer.core.intervals import IntervalError, format_interval, parse_interval
 from consumer.core.ticks import DecodedBars, DecodedTicks, RejectReason
 
 Tick = tuple[str, int, float, float, object]

@@ -1,4 +1,8 @@
-"""Duration and bar interval strings ("250ms", "1s", "1m", "5m", "1h", "1d") <-> milliseconds."""
+"""Duration and bar interval strings ("250ms", "1s", "1m", "5m", "1h", "1d") <-> milliseconds.
+
+Shared by the CNNOutput document (its `interval` field) and every setting or flag that takes a
+duration. Standard library only.
+"""
 
 from __future__ import annotations
 
