@@ -1,0 +1,189 @@
+"""Rendering: segment tables -> OHLCV bars with realistic noise, bar ranges, volume and gaps.
+
+The plan gives each bar a planned log-price step and a texture. Noise with stochastic volatility
+(log-AR(1), clustering like GARCH) and Student-t shocks is added, as a random walk in ordinary
+segments and mean-reverting around the planned channel in consolidations; each bar's high and low
+are the sampled extremes of a Brownian bridge from its open to its close (the exact continuous
+limit of a finer sub-bar path); volume follows the pattern's phases, absolute returns, a slow
+regime, noise and decaying spikes. A share of windows gets missing intervals in the serving
+worker's form: a flat bar at the previous close, volume 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bullflag_model.features import CLOSE, HIGH, LOW, OPEN, VOLUME
+from bullflag_model.synthetic.draws import log_uniform, uniform
+from bullflag_model.synthetic.params import GeneratorParams
+
+_AR_BLOCK = 64
+_TRANSIENT_DECAY = 0.5
+GAP_RUN_MAX = 3
+_OPEN_GAP = 0.1
+_VOLUME_REGIME = (0.95, 0.25)
+_VOLUME_SPIKE_DECAY = 0.6
+
+
+def _ar1(shocks: np.ndarray, coef: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """x_t = coef_t * x_{t-1} + shocks_t along the last axis, x_{-1} = initial.
+
+    shocks, coef [m, L] (0 < coef <= 1, broadcastable), initial [m]. Solved in closed form per block
+    of ``_AR_BLOCK`` bars (x = A_t * (x_{-1} + cumsum(shocks / A)), A the running product of coef),
+    so there is no per-bar loop and A never underflows.
+    """
+    coef = np.broadcast_to(coef, shocks.shape)
+    out = np.empty_like(shocks)
+    carry = initial.astype(np.float64)
+    for lo in range(0, shocks.shape[1], _AR_BLOCK):
+        hi = min(lo + _AR_BLOCK, shocks.shape[1])
+        growth = np.exp(np.cumsum(np.log(coef[:, lo:hi]), axis=1))
+        out[:, lo:hi] = growth * (carry[:, None] + np.cumsum(shocks[:, lo:hi] / growth, axis=1))
+        carry = out[:, hi - 1]
+    return out
+
+
+@dataclass
+class PerBarPlan:
+    """Per-bar planned path and modulation of a chunk of series, each [m, L]."""
+
+    step: np.ndarray
+    noise: np.ndarray
+    revert: np.ndarray
+    volume: np.ndarray
+
+
+def per_bar(seg: dict[str, np.ndarray], total: int) -> PerBarPlan:
+    """Expand a segment table [m, S] into per-bar arrays [m, total] (segments beyond it are cut).
+
+    A segment's planned log path over its fraction u of bars is
+    move * u**power + amp * ((1 - converge * u) * cos(2 pi cycles u) - 1), plus drift per bar.
+    """
+    m, slots = seg["length"].shape
+    length = seg["length"].astype(np.int64)
+    stop = np.cumsum(length, axis=1)
+    begin = stop - length
+    clipped = np.minimum(stop, total) - np.minimum(begin, total)
+    slot = np.repeat(np.tile(np.arange(slots), m), clipped.ravel()).reshape(m, total)
+
+    def at(name: str) -> np.ndarray:
+        """Field ``name`` of each bar's segment, [m, total]."""
+        return np.take_along_axis(seg[name], slot, axis=1)
+
+    span = np.maximum(at("length"), 1.0)
+    j = np.arange(total)[None, :] - np.take_along_axis(begin, slot, axis=1)
+    move, power, amp, cycles, converge = (at(k) for k in ("move", "power", "amp", "cycles", "converge"))
+
+    def shape(u: np.ndarray) -> np.ndarray:
+        """Planned log path (sigma units) at segment fraction u, [m, total]."""
+        wave = (1.0 - converge * u) * np.cos(2.0 * np.pi * cycles * u) - 1.0
+        return move * u**power + amp * wave
+
+    step = at("drift") + shape((j + 1) / span) - shape(j / span)
+    vol_start = at("vol_start")
+    volume = vol_start + (at("vol_end") - vol_start) * (j + 0.5) / span
+    return PerBarPlan(step, at("noise"), at("revert"), volume)
+
+
+def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: GeneratorParams) -> np.ndarray:
+    """Draw OHLCV [m, L, 5] around a planned path (sigma units) with realistic noise.
+
+    Shocks are unit-variance Student-t, clipped at ``max_shock`` so one draw cannot dwarf the
+    pattern, scaled by stochastic volatility; in segments with revert < 1 they revert
+    around the planned path instead of accumulating. Highs and lows are sampled extremes of a
+    Brownian bridge from open to close, so high >= max(open, close) and low <= min(open, close).
+    Volume carries the phases' multipliers and absolute returns unless ``volume_informative`` is
+    False, when it is noise alone. Random draws do not depend on the shift knobs.
+    """
+    m, total = plan.step.shape
+    dof = uniform(rng, p.t_dof_range, m)[:, None]
+    shocks = rng.standard_t(dof, size=(m, total)) * np.sqrt((dof - 2.0) / dof)
+    shocks = np.clip(shocks, -p.max_shock, p.max_shock)
+    persistence = uniform(rng, p.vol_persistence_range, m)
+    vol_of_vol = uniform(rng, p.vol_of_vol_range, m)
+    log_vol = _ar1(
+        rng.standard_normal((m, total)) * (vol_of_vol * np.sqrt(1.0 - persistence**2))[:, None],
+        persistence[:, None],
+        rng.standard_normal(m) * vol_of_vol,
+    )
+    bar_sd = (sigma * p.volatility_scale)[:, None] * np.exp(log_vol) * plan.noise
+    noise = bar_sd * shocks
+    reverting = plan.revert < 1.0
+    transient = _ar1(
+        np.where(reverting, noise, 0.0),
+        np.where(reverting, plan.revert, _TRANSIENT_DECAY),
+        np.zeros(m),
+    )
+    walk = np.cumsum(np.where(reverting, 0.0, noise), axis=1)
+    log_start = np.log(log_uniform(rng, p.price_range, m))[:, None]
+    close = log_start + np.cumsum(plan.step * sigma[:, None], axis=1) + walk + transient
+    prev_close = np.concatenate([log_start, close[:, :-1]], axis=1)
+    open_ = prev_close + _OPEN_GAP * bar_sd * rng.standard_normal((m, total))
+    body = close - open_
+    spread = 2.0 * bar_sd**2
+    up = 0.5 * (body + np.sqrt(body**2 - spread * np.log1p(-rng.random((m, total)))))
+    down = 0.5 * (body - np.sqrt(body**2 - spread * np.log1p(-rng.random((m, total)))))
+    prices = np.exp(np.stack([open_, open_ + up, open_ + down, close], axis=-1))
+    prices[..., HIGH] = prices.max(axis=-1)
+    prices[..., LOW] = prices[..., [OPEN, CLOSE, LOW]].min(axis=-1)
+    volume = _volume(rng, plan.volume, np.abs(shocks), p)
+    return np.concatenate([prices, volume[..., None]], axis=-1)
+
+
+def _volume(
+    rng: np.random.Generator, phase: np.ndarray, abs_shock: np.ndarray, p: GeneratorParams
+) -> np.ndarray:
+    """Traded volume [m, L] (whole units, at least 1): level, slow regime, noise, decaying spikes.
+
+    ``phase`` is the log multiplier of the pattern phases; it and the link to |shock| are dropped
+    when ``volume_informative`` is False.
+    """
+    m: int = phase.shape[0]
+    total: int = phase.shape[1]
+    level = np.log(log_uniform(rng, p.base_volume_range, m))[:, None]
+    persistence, spread = _VOLUME_REGIME
+    regime = _ar1(
+        rng.normal(0.0, spread * math.sqrt(1.0 - persistence**2), (m, total)),
+        np.full((m, 1), persistence),
+        rng.normal(0.0, spread, m),
+    )
+    jolt = (rng.random((m, total)) < p.volume_spike_probability) * rng.uniform(
+        *p.volume_spike_range, (m, total)
+    )
+    spikes = _ar1(jolt, np.full((m, 1), _VOLUME_SPIKE_DECAY), np.zeros(m))
+    coupling = uniform(rng, p.volume_coupling_range, m)[:, None]
+    log_volume = level + regime + spikes + rng.normal(0.0, p.volume_noise_sd, (m, total))
+    if p.volume_informative:
+        log_volume = log_volume + phase + coupling * np.log1p(abs_shock)
+    return np.maximum(np.round(np.exp(log_volume)), 1.0)
+
+
+def gap_mask(rng: np.random.Generator, m: int, total: int, window: int, p: GeneratorParams) -> np.ndarray:
+    """[m, total] bool: a few short runs of missing bars inside the window, in a share of rows."""
+    runs_max = p.gap_runs_range[1]
+    has_gap = rng.random(m) < p.gap_probability
+    runs = rng.integers(p.gap_runs_range[0], runs_max + 1, m)
+    first = max(total - window, 1)
+    start = rng.integers(first, total, (m, runs_max))
+    run_len = rng.integers(1, GAP_RUN_MAX + 1, (m, runs_max))
+    active = (np.arange(runs_max)[None, :] < runs[:, None]) & has_gap[:, None]
+    t = np.arange(total)[None, None, :]
+    hit = (t >= start[..., None]) & (t < (start + run_len)[..., None]) & active[..., None]
+    return np.any(hit, axis=1)
+
+
+def fill_missing(bars: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Replace missing bars by the serving policy: flat at the previous close, volume 0.
+
+    bars [m, L, 5], missing [m, L] bool with no bar missing at index 0.
+    """
+    t = np.arange(bars.shape[1])[None, :]
+    last_traded = np.maximum.accumulate(np.where(missing, 0, t), axis=1)
+    flat = np.take_along_axis(bars[..., CLOSE], last_traded, axis=1)
+    out = bars.copy()
+    out[..., :4] = np.where(missing[..., None], flat[..., None], bars[..., :4])
+    out[..., VOLUME] = np.where(missing, 0.0, bars[..., VOLUME])
+    return out
