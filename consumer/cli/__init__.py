@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "consumer.cli.explain",
     "consumer.cli.run",
     "consumer.cli.settings",
-    "consumer.sources.replay",
+    "consumer.cli.replay",
     "consumer.cli.broker",
     "bullflag_model.train",
     "bullflag_model.evaluate",

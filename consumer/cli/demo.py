@@ -1,7 +1,7 @@
 """``bullflag demo``: the whole streaming pipeline on one machine, with only Python installed.
 
 One process, one event loop: the embedded Kafka-protocol broker on a free loopback port, the
-topics created explicitly, a generated market (:func:`consumer.sources.replay.synthetic_market`, some
+topics created explicitly, a generated market (:func:`consumer.sources.market.synthetic_market`, some
 symbols carrying bull flags at different phases) replayed as ticks, the real
 :class:`consumer.kafka.worker.Worker` scoring every bar close, and a watcher on the signals topic that
 shows each signal and draws its window (candles, volume, Grad-CAM strip) to a PNG. The run ends
@@ -55,17 +55,10 @@ from consumer.kafka.embedded_broker import BrokerError, BrokerUnavailableError, 
 from consumer.kafka.topic_reader import TopicReadError, read_partitions
 from consumer.kafka.topics import TopicError, TopicSpec, ensure_topics
 from consumer.kafka.worker import Worker
-from consumer.sources.replay import (
-    BarTable,
-    PlantedWindow,
-    Record,
-    SyntheticMarket,
-    TradeTable,
-    bars_to_trades,
-    produce_records,
-    synthetic_market,
-    tick_records,
-)
+from consumer.sources.market import PlantedWindow, SyntheticMarket, synthetic_market
+from consumer.sources.producer import Record, produce_records, tick_records
+from consumer.sources.tables import BarTable, TradeTable
+from consumer.sources.trades import bars_to_trades
 from consumer.validators import finite_number, integer_at_least, probability
 
 __all__ = [

@@ -28,7 +28,8 @@ from consumer.config import Settings, connection_settings, env_name
 from consumer.core.ticks import TickDecoder
 from consumer.kafka.clients import Connection
 from consumer.kafka.topic_reader import TopicReadError, read_topic
-from consumer.sources.replay import BarTable, TableError, TradeTable, read_table
+from consumer.sources.readers import read_table
+from consumer.sources.tables import BarTable, TableError, TradeTable
 from consumer.validators import positive_seconds
 
 DEFAULT_TIMEOUT_S: Final = 30.0

@@ -15,7 +15,7 @@ import numpy as np
 
 from bullflag_model.output import CNNDocument
 from bullflag_model.plot import PlotError, plot_window
-from consumer.sources.replay import BarTable
+from consumer.sources.tables import BarTable
 
 _HEAD_LABELS: Final = ("flag", "breakout", "retest", "continuation")
 

@@ -23,7 +23,8 @@ import pytest
 from bullflag_model.output import cnn_output
 from consumer.cli import main
 from consumer.cli.explain import fetch_bars
-from consumer.sources.replay import bar_records, produce_records, synthetic_market
+from consumer.sources.market import synthetic_market
+from consumer.sources.producer import bar_records, produce_records
 from tests.integration.conftest import TopicFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

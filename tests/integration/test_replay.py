@@ -22,7 +22,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from consumer.cli import main
 from consumer.core.ticks import TickDecoder
 from consumer.kafka.embedded_broker import LOOPBACK_HOST, pick_free_port
-from consumer.sources.replay import bars_to_trades, produce_records, read_table, synthetic_market
+from consumer.sources.market import synthetic_market
+from consumer.sources.producer import produce_records
+from consumer.sources.readers import read_table
+from consumer.sources.trades import bars_to_trades
 from tests.integration.conftest import TopicFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from bullflag_model.synthetic import KINDS, generate_windows
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline
 from consumer.kafka.worker import Worker
-from consumer.sources.replay import bars_to_ticks
+from consumer.sources.trades import bars_to_ticks
 from tests.integration.conftest import TopicFactory
 
 INTERVAL_MS = 1_000

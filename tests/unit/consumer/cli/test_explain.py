@@ -14,7 +14,8 @@ import pytest
 from bullflag_model.output import CNNDocument, DocumentError, cnn_output, cnn_output_schema, load_document
 from consumer.cli import main
 from consumer.cli.pictures import CoverageError, window_bars
-from consumer.sources.replay import read_table, synthetic_market
+from consumer.sources.market import synthetic_market
+from consumer.sources.readers import read_table
 
 SYMBOL = "AAPL"
 INTERVAL_MS = 60_000
