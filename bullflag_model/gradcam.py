@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from bullflag_model.model import HEAD_NAMES
+from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
 
 TARGET_HEADS = (*HEAD_NAMES, "sequence")
 
@@ -54,7 +54,9 @@ class GradCAM1D:
     mode, so BatchNorm never mixes windows of a batch; the caller's mode is restored afterwards.
     """
 
-    def __init__(self, model: nn.Module, target_layer_name: str = "conv4", device: str = "cpu") -> None:
+    def __init__(
+        self, model: BullFlagCNNMultiHead, target_layer_name: str = "conv4", device: str = "cpu"
+    ) -> None:
         modules = dict(model.named_modules())
         if target_layer_name not in modules:
             names = ", ".join(n for n in modules if n)

@@ -54,7 +54,7 @@ def draw_candles(ax: Axes, bars: np.ndarray) -> None:
     """Candlesticks of ``bars [L, 5]`` on ``ax``: wick from low to high, body from open to close."""
     x = np.arange(bars.shape[0])
     up = bars[:, CLOSE] >= bars[:, OPEN]
-    colors = np.where(up, UP_COLOR, DOWN_COLOR)
+    colors = [UP_COLOR if rising else DOWN_COLOR for rising in up]
     ax.vlines(x, bars[:, LOW], bars[:, HIGH], colors=colors, linewidth=0.6)
     bottom = np.minimum(bars[:, OPEN], bars[:, CLOSE])
     height = np.abs(bars[:, CLOSE] - bars[:, OPEN])
