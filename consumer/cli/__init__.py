@@ -22,8 +22,8 @@ COMMAND_MODULES = (
     "consumer.cli.settings",
     "consumer.cli.replay",
     "consumer.cli.broker",
-    "bullflag_model.train",
-    "bullflag_model.evaluate",
+    "consumer.cli.train",
+    "consumer.cli.evaluate",
 )
 
 

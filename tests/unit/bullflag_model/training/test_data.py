@@ -6,7 +6,7 @@ import numpy as np
 
 from bullflag_model.features import features_in_chunks
 from bullflag_model.synthetic import DEFAULT_PARAMS, generate_windows, window_chunks
-from bullflag_model.training_data import data_pool, make_split
+from bullflag_model.training.data import data_pool, make_split
 
 N = 8_400  # two generator chunks
 

@@ -1,25 +1,17 @@
-"""Evaluation: metric functions against hand-computed cases, Grad-CAM helpers, and a tiny full report."""
+"""Evaluation metric maths against hand-computed cases, and the Grad-CAM quality helpers."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from bullflag_model.checkpoint import save_checkpoint
-from bullflag_model.evaluate import (
-    SHIFTS,
-    EvaluationConfig,
+from bullflag_model.evaluation.metrics import (
     MetricError,
     average_precision,
     confusion,
     deletion_ratio,
-    evaluate_model,
     expected_calibration_error,
     false_alarm_rate,
     neutralise,
@@ -28,10 +20,7 @@ from bullflag_model.evaluate import (
     roc_auc,
     roc_curve,
     top_fraction_mask,
-    write_outputs,
 )
-from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
-from consumer.cli import main
 
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 LABELS = np.array([1, 0, 1, 0, 0, 1])
@@ -129,90 +118,3 @@ def test_top_fraction_mask_counts_and_ties() -> None:
     assert mask.sum(axis=1).tolist() == [40, 40, 40]
     assert mask[0, 160:].all() and not mask[0, :160].any()
     assert mask[2, :40].all()
-
-
-def _finite_numbers(node: Any, path: str = "") -> list[str]:
-    """Paths of leaves that are not finite numbers, booleans, strings or None."""
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _finite_numbers(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _finite_numbers(v, f"{path}[{i}]")]
-    if isinstance(node, bool | str) or node is None:
-        return []
-    if isinstance(node, int | float) and math.isfinite(node):
-        return []
-    return [path]
-
-
-TINY = EvaluationConfig(
-    windows=400, shift_windows=400, walk_series=2, walk_bars=260, scale_windows=32, deletion_windows=24
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    torch.manual_seed(3)
-    model = BullFlagCNNMultiHead().eval()
-    out = tmp_path_factory.mktemp("evaluation")
-    report, arrays = evaluate_model(model, 0.5, config=TINY)
-    return write_outputs(model, report, arrays, out), out
-
-
-def test_tiny_report_has_every_section(tiny_report: tuple[dict[str, Any], Path]) -> None:
-    report, _ = tiny_report
-    held_out = report["held_out"]
-    assert set(held_out["heads"]) == set(HEAD_NAMES)
-    for head in held_out["heads"].values():
-        assert head["roc_auc"] is not None and head["average_precision"] is not None
-        assert 0.0 <= head["ece"] <= 1.0
-    assert held_out["sequence"]["average_precision"] is not None
-    assert {"tp", "fp", "tn", "fn"} <= set(held_out["sequence"]["confusion"])
-    assert "random_walk" in held_out["false_positive_rate_by_kind"]
-    assert held_out["gradcam"]["pointing_game"] is not None
-    assert {"cam_drop", "random_drop", "ratio"} <= set(held_out["gradcam"]["deletion"])
-    assert report["false_alarms"]["scored_bars"] == 2 * 61
-    assert set(report["scale_invariance"]["max_abs_diff"]) == {"x1000", "x0.001"}
-    assert set(report["robustness"]) == set(SHIFTS)
-    assert [row["name"] for row in report["targets"]] == [
-        "min_head_roc_auc",
-        "sequence_average_precision",
-        "pointing_game",
-        "deletion_ratio",
-        "false_alarms_per_1000_bars",
-        "scale_invariance_max_abs_diff",
-    ]
-    assert _finite_numbers(report) == []
-
-
-def test_tiny_report_writes_json_and_figures(tiny_report: tuple[dict[str, Any], Path]) -> None:
-    report, out = tiny_report
-    assert json.loads((out / "report.json").read_text())["held_out"] == report["held_out"]
-    for name in ("roc", "calibration", "examples"):
-        path = Path(report["figures"][name])
-        assert path.parent == out and path.stat().st_size > 5_000
-
-
-def test_cli_json_prints_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    torch.manual_seed(4)
-    checkpoint = tmp_path / "m.pt"
-    save_checkpoint(
-        checkpoint, BullFlagCNNMultiHead().eval(), metadata={"trained": False, "serving_threshold": 0.4}
-    )
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--json"]
-    argv += ["--windows", "300", "--shift-windows", "300", "--walk-series", "1", "--walk-bars", "230"]
-    argv += ["--scale-windows", "16", "--deletion-windows", "8"]
-    assert main(argv) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["serving_threshold"] == pytest.approx(0.4)
-    assert report["trained"] is False
-    assert (tmp_path / "out" / "report.json").is_file()
-
-
-def test_cli_refuses_a_missing_checkpoint_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path)]) == 2
-    assert (
-        capsys.readouterr().err.strip()
-        == f"bullflag evaluate: checkpoint {tmp_path / 'nope.pt'}: file not found"
-    )
