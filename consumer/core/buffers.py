@@ -12,13 +12,11 @@ twice the symbols in use, never more than ``max_symbols``).
 
 Appends are idempotent for replays: a bar not newer than the symbol's latest stored bar is
 skipped (as happens when ticks are re-read after restoring a changelog that was ahead of the
-committed offsets). :meth:`RingBuffers.snapshot_symbol` / :meth:`RingBuffers.restore_symbol`
-encode one symbol as compact bytes for a changelog topic keyed by symbol.
+committed offsets). :meth:`RingBuffers.restore_bars` reloads a symbol from the state topic.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -32,26 +30,11 @@ FIELDS: Final = ("open", "high", "low", "close", "volume")
 EMPTY_START: Final = np.iinfo(np.int64).min
 """``bar_start`` of a window row that holds no bar yet (its OHLCV row is NaN)."""
 
-SNAPSHOT_VERSION: Final = 1
-"""Version byte of :meth:`RingBuffers.snapshot_symbol` output."""
-
-_MAGIC: Final = b"RB"
-_HEADER: Final = struct.Struct("<2sBxIIq")
-"""magic, version, pad, capacity, stored bars n, bars ever appended; then the bars."""
-
 _INITIAL_SLOTS: Final = 1024
-
-
-class SnapshotError(ValueError):
-    """Bytes that are not a symbol snapshot of a supported version."""
 
 
 class BarOrderError(ValueError):
     """Bars of one symbol in an append batch that are not in increasing ``bar_start`` order."""
-
-
-class UnknownSymbolError(KeyError):
-    """A symbol that has no ring buffer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,39 +157,11 @@ class RingBuffers:
                 removed += 1
         return removed
 
-    def snapshot_symbol(self, symbol: str) -> bytes:
-        """One symbol's buffer as bytes: a 20-byte header, then its bars oldest first.
-
-        Layout (little-endian): magic ``RB``, version byte, pad, capacity uint32, stored bars n
-        uint32, bars ever appended int64, ``bar_start`` int64[n], OHLCV float64[n, 5].
-        """
-        slot = self._slot.get(symbol)
-        if slot is None:
-            raise UnknownSymbolError(f"no ring buffer for symbol {symbol!r}")
-        n = int(min(self._count[slot], self.capacity))
-        rows = (self._position[slot] - n + np.arange(n)) % self.capacity
-        header = _HEADER.pack(_MAGIC, SNAPSHOT_VERSION, self.capacity, n, int(self._count[slot]))
-        starts = self._start[slot, rows].astype("<i8", copy=False)
-        bars = self._bars[slot, rows].astype("<f8", copy=False)
-        return header + starts.tobytes() + bars.tobytes()
-
-    def restore_symbol(self, symbol: str, data: bytes) -> int:
-        """Replace ``symbol``'s buffer with a :meth:`snapshot_symbol` encoding.
-
-        Keeps the newest ``capacity`` bars when the snapshot holds more. Returns the slot, or
-        -1 when the symbol is new and ``max_symbols`` is reached. Raises :class:`SnapshotError`
-        on bytes that are not a valid snapshot.
-        """
-        starts, bars, total = _decode(data)
-        return self.restore_bars(symbol, starts, bars, total)
-
-    def restore_bars(
-        self, symbol: str, bar_start: np.ndarray, ohlcv: np.ndarray, total: int | None = None
-    ) -> int:
+    def restore_bars(self, symbol: str, bar_start: np.ndarray, ohlcv: np.ndarray) -> int:
         """Replace ``symbol``'s buffer with bars oldest first (``bar_start`` int64[n], ``ohlcv`` [n, 5]).
 
-        ``total`` is the number of bars the symbol ever had (default n). Keeps the newest
-        ``capacity``. Returns the slot, or -1 when the symbol is new and ``max_symbols`` is reached.
+        Keeps the newest ``capacity``. Returns the slot, or -1 when the symbol is new and
+        ``max_symbols`` is reached.
         """
         keep = min(len(bar_start), self.capacity)
         slots, _ = self._assign([symbol])
@@ -217,7 +172,7 @@ class RingBuffers:
         self._start[slot, :keep] = bar_start[len(bar_start) - keep :]
         self._bars[slot, :keep] = ohlcv[len(ohlcv) - keep :]
         self._position[slot] = keep % self.capacity
-        self._count[slot] = len(bar_start) if total is None else total
+        self._count[slot] = len(bar_start)
         self._latest[slot] = bar_start[-1] if len(bar_start) else EMPTY_START
         return slot
 
@@ -303,25 +258,3 @@ def _extend(array: np.ndarray, rows: int) -> np.ndarray:
     grown = np.empty((rows, *array.shape[1:]), dtype=array.dtype)
     grown[: len(array)] = array
     return grown
-
-
-def _decode(data: bytes) -> tuple[np.ndarray, np.ndarray, int]:
-    """(bar_start int64[n], ohlcv float64[n, 5], bars ever appended) from snapshot bytes."""
-    if len(data) < _HEADER.size:
-        raise SnapshotError(f"symbol snapshot too short: {len(data)} bytes")
-    magic, version, _, n, total = _HEADER.unpack_from(data)
-    if magic != _MAGIC or version != SNAPSHOT_VERSION:
-        raise SnapshotError(
-            f"not a ring-buffer snapshot of version {SNAPSHOT_VERSION} (magic {magic!r}, version {version})"
-        )
-    expected = _HEADER.size + n * 8 * (1 + len(FIELDS))
-    if len(data) != expected or total < n:
-        raise SnapshotError(
-            f"corrupt symbol snapshot: {len(data)} bytes for {n} bars (expected {expected}), "
-            f"{total} bars appended"
-        )
-    starts = np.frombuffer(data, dtype="<i8", count=n, offset=_HEADER.size)
-    if (starts[1:] <= starts[:-1]).any():
-        raise SnapshotError("corrupt symbol snapshot: bar starts are not increasing")
-    bars = np.frombuffer(data, dtype="<f8", count=n * len(FIELDS), offset=_HEADER.size + 8 * n)
-    return starts.astype(np.int64), bars.reshape(n, len(FIELDS)).astype(np.float64), int(total)

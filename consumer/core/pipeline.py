@@ -19,8 +19,9 @@ import numpy as np
 
 from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBars
 from consumer.core.buffers import RingBuffers
+from consumer.core.record_rules import Reject, RejectReason
 from consumer.core.state import RestoredPartition
-from consumer.core.ticks import DecodedBars, DecodedTicks, Reject, RejectReason, TickDecoder
+from consumer.core.ticks import DecodedBars, DecodedTicks, TickDecoder
 
 InputKind = Literal["ticks", "bars"]
 Decoded = TypeVar("Decoded", DecodedTicks, DecodedBars)
@@ -270,7 +271,7 @@ class BarPipeline:
         if not future.any():
             return decoded
         keep = ~future
-        rejects = [
+        rejects: list[Reject] = [
             Reject(
                 int(decoded.index[i]), RejectReason.FUTURE_TS, f"ts {int(decoded.ts_ms[i])} is too far ahead"
             )

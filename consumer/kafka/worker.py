@@ -19,30 +19,30 @@ offsets committed before its state is dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import operator
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
+from consumer.core.record_rules import Reject
 from consumer.core.scoring import Scorer
 from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
-from consumer.core.ticks import Reject
 from consumer.kafka.clients import new_consumer, new_producer
 from consumer.kafka.publisher import Outgoing, Publisher
+from consumer.kafka.rebalance import PartitionListener
 from consumer.kafka.restore import read_state
+from consumer.kafka.startup import start_with_retries
 from consumer.kafka.topics import TopicSpec, ensure_topics
 from consumer.ops.gc_tuning import batch_friendly_gc
 from consumer.ops.http_server import HealthServer
@@ -53,8 +53,6 @@ log = logging.getLogger("bullflag.worker")
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
 MAX_BATCH_BYTES = 512 * 1024
-STARTUP_BACKOFF_INITIAL_S = 0.5
-STARTUP_BACKOFF_MAX_S = 30.0
 
 
 def dead_letter_headers(topic: str, record: ConsumerRecord, reject: Reject) -> list[tuple[str, bytes]]:
@@ -83,19 +81,6 @@ class _Ingested:
     ends: dict[TopicPartition, int]
     dead_letters: list[Outgoing]
     windows: Windows
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    """Hands partition moves to the worker (waiting for the batch in flight first)."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.worker.partitions_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.worker.partitions_assigned(assigned)
 
 
 class Worker:
@@ -205,14 +190,14 @@ class Worker:
             group_id=self.settings.group_id,
             **(self.settings.consumer_timing | self._consumer_options),
         )
-        if not await _start_with_retries(self._producer.start, "producer", stop):
+        if not await start_with_retries(self._producer.start, "producer", stop):
             return
         self._publisher = Publisher(self._producer, self.metrics.record_broker_error)
         self._stop = stop
         try:
             await self._ensure_state_topic()
-            self._consumer.subscribe([self.settings.ticks_topic], listener=_Rebalance(self))
-            if not await _start_with_retries(self._consumer.start, "consumer", stop):
+            self._consumer.subscribe([self.settings.ticks_topic], listener=PartitionListener(self))
+            if not await start_with_retries(self._consumer.start, "consumer", stop):
                 return
             try:
                 broker_check = asyncio.create_task(self._watch_broker(stop))
@@ -503,38 +488,3 @@ class Worker:
             sum(r.bars for r in restored.values()),
             time.perf_counter() - started,
         )
-
-
-async def _start_with_retries(start: Callable[[], Awaitable[None]], what: str, stop: asyncio.Event) -> bool:
-    """Call ``start`` until it connects (exponential backoff, one log line per failed attempt).
-
-    Returns False when ``stop`` was set before a connection succeeded.
-    """
-    delay = STARTUP_BACKOFF_INITIAL_S
-    attempt = 1
-    while not stop.is_set():
-        try:
-            with _quiet("aiokafka"):
-                await start()
-            return True
-        except KafkaConnectionError as exc:
-            log.warning(
-                "%s cannot reach the brokers (attempt %d, retrying in %.1fs): %s", what, attempt, delay, exc
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, STARTUP_BACKOFF_MAX_S)
-        attempt += 1
-    return False
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Silence a library logger below CRITICAL for a moment (our own line says what failed)."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -17,7 +17,7 @@ from typing import IO, Any, Final, Literal
 
 import numpy as np
 
-from consumer.core.ticks import MAX_TS_MS, MIN_TS_MS, SYMBOL_PATTERN
+from consumer.core.record_rules import MAX_TS_MS, MIN_TS_MS, SYMBOL_PATTERN
 from consumer.sources.tables import (
     BAR_PRICES,
     COLUMN_ALIASES,

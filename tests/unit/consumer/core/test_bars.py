@@ -6,20 +6,23 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bullflag_model.intervals import IntervalError, format_interval, parse_interval
-from consumer.core.bars import AggregateResult, BarAggregator, SnapshotError
-from consumer.core.ticks import DecodedBars, DecodedTicks, RejectReason
+from consumer.core.bars import AggregateResult, BarAggregator
+from consumer.core.record_rules import RejectReason
+from consumer.core.ticks import DecodedBars, DecodedTicks
 
 Tick = tuple[str, int, float, float, object]
 """(symbol, ts, price, size, trade id or None)"""
 
 Bar = tuple[str, int, float, float, float, float, float, int]
 """(symbol, bar_start, open, high, low, close, volume, count)"""
+
+FAR_FUTURE_MS = 10**12
+"""An event time past every bar of the test streams: advancing to it closes every open bar."""
 
 
 def ticks(rows: list[Tick], first_index: int = 0) -> DecodedTicks:
@@ -131,11 +134,8 @@ class Reference:
 
 
 def open_bars(aggregator: BarAggregator) -> list[Bar]:
-    """The aggregator's open bars, read from its snapshot."""
-    snap = aggregator.snapshot()
-    names = ("symbols", "start", "open", "high", "low", "close", "volume", "count")
-    rows = zip(*(snap[name] for name in names), strict=True)
-    return sorted(row for row, is_open in zip(rows, snap["is_open"], strict=True) if is_open)
+    """The aggregator's open bars, as it closes them when event time moves far ahead."""
+    return sorted(closed(aggregator.advance_watermark(FAR_FUTURE_MS)))
 
 
 @st.composite
@@ -206,21 +206,6 @@ def test_matches_tick_by_tick_reference_in_any_batch_split(
     for symbol in "ABC":
         starts = [b[1] for b in emitted if b[0] == symbol]
         assert starts == sorted(set(starts)), "a symbol's bars are emitted once, in order"
-
-
-@settings(max_examples=100, deadline=None)
-@given(rows=streams(), cut=st.integers(0, 50), lateness=st.sampled_from([0, 15]))
-def test_snapshot_restore_continues_identically(rows: list[Tick], cut: int, lateness: int) -> None:
-    cut = min(cut, len(rows))
-    straight = BarAggregator(10, lateness, max_gap_bars=3)
-    expected = closed(straight.add(ticks(rows[:cut]))) + closed(straight.add(ticks(rows[cut:], cut)))
-    first = BarAggregator(10, lateness, max_gap_bars=3)
-    got = closed(first.add(ticks(rows[:cut])))
-    restored = BarAggregator.restore(orjson.loads(orjson.dumps(first.snapshot())))
-    again = restored.add(ticks(rows[cut:], cut))
-    got += closed(again)
-    assert got == expected
-    assert restored.snapshot() == straight.snapshot()
 
 
 def test_ohlcv_in_event_time_order() -> None:
@@ -333,20 +318,11 @@ def test_bar_input_resamples_and_drops_resent_bars() -> None:
     assert closed(result) == [("A", 0, 10.0, 15.0, 8.0, 12.5, 175.0, 3)]
 
 
-def test_settings_and_snapshots_are_validated() -> None:
+def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="interval_ms"):
         BarAggregator(0)
     with pytest.raises(ValueError, match="allowed_lateness_ms"):
         BarAggregator(10, -1)
-    snapshot = BarAggregator(10).snapshot()
-    with pytest.raises(SnapshotError, match="version"):
-        BarAggregator.restore({**snapshot, "version": 99})
-    with pytest.raises(SnapshotError, match="start"):
-        BarAggregator.restore({**snapshot, "symbols": ["A"]})
-    aggregator = BarAggregator(10)
-    aggregator.add(ticks([("A", 1, 1.0, 1, None), ("B", 1, 1.0, 1, None)]))
-    with pytest.raises(SnapshotError, match="max_symbols"):
-        BarAggregator.restore(aggregator.snapshot(), max_symbols=1)
 
 
 def test_interval_strings() -> None:

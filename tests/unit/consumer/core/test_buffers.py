@@ -13,8 +13,6 @@ from consumer.core.buffers import (
     EMPTY_START,
     BarOrderError,
     RingBuffers,
-    SnapshotError,
-    UnknownSymbolError,
 )
 
 
@@ -79,27 +77,17 @@ def test_windows_hold_the_last_bars_in_order(
 
 
 @settings(max_examples=100, deadline=None)
-@given(rows=bar_streams(), capacity=st.integers(1, 6), restore_capacity=st.integers(1, 6))
-def test_symbol_snapshot_round_trip(
-    rows: list[tuple[str, int]], capacity: int, restore_capacity: int
-) -> None:
-    buffers = RingBuffers(capacity=capacity)
-    buffers.append(
-        [s for s, _ in rows], np.array([b for _, b in rows], dtype=np.int64), ohlcv([b for _, b in rows])
-    )
+@given(rows=bar_streams(), restore_capacity=st.integers(1, 6))
+def test_restored_bars_show_the_newest_window(rows: list[tuple[str, int]], restore_capacity: int) -> None:
     restored = RingBuffers(capacity=restore_capacity)
     for symbol in sorted({s for s, _ in rows}):
-        data = buffers.snapshot_symbol(symbol)
-        assert len(data) == 20 + min(capacity, sum(s == symbol for s, _ in rows)) * 48
-        slot = restored.restore_symbol(symbol, data)
         starts = [b for s, b in rows if s == symbol]
+        slot = restored.restore_bars(symbol, np.array(starts, dtype=np.int64), ohlcv(starts))
         bars, begins = restored.windows(np.array([slot]))
-        want_bars, want_begins = expected_window(starts[-capacity:], restore_capacity)
+        want_bars, want_begins = expected_window(starts, restore_capacity)
         np.testing.assert_array_equal(bars[0], want_bars)
         np.testing.assert_array_equal(begins[0], want_begins)
         assert restored.counts([symbol])[0] == len(starts)
-        if restore_capacity == capacity:
-            assert restored.snapshot_symbol(symbol) == data
 
 
 def test_max_symbols_refuses_new_symbols() -> None:
@@ -109,7 +97,7 @@ def test_max_symbols_refuses_new_symbols() -> None:
     assert result.stored.tolist() == [True, True, False, True, False]
     assert result.refused == ["C"]
     assert len(buffers) == 2 and "C" not in buffers
-    assert buffers.restore_symbol("C", buffers.snapshot_symbol("A")) == -1
+    assert buffers.restore_bars("C", np.array([5]), ohlcv([5])) == -1
 
 
 def test_replayed_bars_are_skipped_and_disorder_is_an_error() -> None:
@@ -127,7 +115,7 @@ def test_replayed_bars_are_skipped_and_disorder_is_an_error() -> None:
 def test_restore_replaces_an_existing_buffer() -> None:
     buffers = RingBuffers(capacity=3)
     buffers.append(["A", "A", "A", "B"], np.array([1, 2, 3, 7]), ohlcv([1, 2, 3, 7]))
-    buffers.restore_symbol("A", buffers.snapshot_symbol("B"))
+    buffers.restore_bars("A", np.array([7]), ohlcv([7]))
     _, begins = buffers.windows(buffers.slots(["A"]))
     assert begins.tolist() == [[EMPTY_START, EMPTY_START, 7]]
     assert buffers.counts(["A"]).tolist() == [1]
@@ -164,14 +152,7 @@ def test_growth_keeps_existing_bars() -> None:
 
 def test_errors_are_specific() -> None:
     buffers = RingBuffers(capacity=2)
-    with pytest.raises(UnknownSymbolError, match="AAPL"):
-        buffers.snapshot_symbol("AAPL")
     with pytest.raises(IndexError, match="slots"):
         buffers.windows(np.array([0]))
-    buffers.append(["A"], np.array([1]), ohlcv([1]))
-    data = buffers.snapshot_symbol("A")
-    for corrupt in (data[:10], b"XX" + data[2:], data[:-1], data[:2] + b"\x09" + data[3:]):
-        with pytest.raises(SnapshotError):
-            buffers.restore_symbol("B", corrupt)
     with pytest.raises(ValueError, match="capacity"):
         RingBuffers(capacity=0)

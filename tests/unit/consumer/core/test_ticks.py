@@ -10,12 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.core.ticks import (
-    MAX_TS_MS,
-    DecodedTicks,
-    RejectReason,
-    TickDecoder,
-)
+from consumer.core.record_rules import MAX_TS_MS, RejectReason
+from consumer.core.ticks import DecodedTicks, TickDecoder
 
 T0 = 1_732_550_400_123
 
