@@ -22,8 +22,14 @@ import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
 from bullflag_model.output import CNNDocument, DocumentError, load_document
-from bullflag_model.plot import FORMATS
-from consumer.cli.pictures import PictureError, default_out, output_title, render_output, window_bars
+from consumer.cli.pictures import (
+    PictureError,
+    check_picture_path,
+    default_out,
+    output_title,
+    render_output,
+    window_bars,
+)
 from consumer.config import Settings, connection_settings, env_name
 from consumer.core.ticks import TickDecoder
 from consumer.kafka.clients import Connection
@@ -136,8 +142,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ExplainError(f"--from-topic {args.from_topic} needs --id: the id of the CNNOutput to draw.")
     if (args.bars is None) == (args.bars_topic is None):
         raise ExplainError("give either --bars FILE or --bars-topic TOPIC (exactly one).")
-    if args.out is not None and args.out.suffix.lower() not in FORMATS:
-        raise ExplainError(f"--out {args.out}: use a file name ending in {' or '.join(FORMATS)}.")
+    if args.out is not None:
+        check_picture_path(args.out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,20 +1,22 @@
 """A CNNOutput's window as a picture: its bars cut from a table, its title, the file it is drawn to.
 
 Pure functions shared by ``bullflag explain`` and ``bullflag demo``; drawing itself is
-:func:`bullflag_model.plot.plot_window`.
+:func:`bullflag_model.plot.plot_window`, imported only when a picture is drawn, because
+matplotlib comes with the ``demo`` extra and the base install (the worker) does without it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
 import numpy as np
 
 from bullflag_model.output import CNNDocument
-from bullflag_model.plot import PlotError, plot_window
 from consumer.sources.tables import BarTable
 
 _HEAD_LABELS: Final = ("flag", "breakout", "retest", "continuation")
@@ -85,12 +87,31 @@ def output_title(document: CNNDocument) -> str:
     )
 
 
+def check_picture_path(path: Path) -> None:
+    """Refuse, before any work, a picture path whose suffix cannot be drawn or a missing matplotlib."""
+    formats = _plot().FORMATS
+    if path.suffix.lower() not in formats:
+        raise PictureError(f"--out {path}: use a file name ending in {' or '.join(formats)}.")
+
+
 def render_output(document: CNNDocument, bars: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Draw the window ``bars`` [n_bars, 5] of ``document`` to ``path`` (.png or .svg); returns it."""
+    plot = _plot()
+    plot_window, PlotError = plot.plot_window, plot.PlotError  # noqa: N806
     try:
-        return plot_window(bars, document.cam, output_title(document), path)
+        return plot_window(bars, document.cam, output_title(document), Path(path))
     except PlotError as exc:
         raise PictureError(f"cannot draw CNNOutput {document.id} to {path}: {exc}.") from None
+
+
+def _plot() -> ModuleType:
+    """:mod:`bullflag_model.plot`, or a :class:`PictureError` saying how to install matplotlib."""
+    try:
+        return importlib.import_module("bullflag_model.plot")
+    except ImportError as exc:
+        raise PictureError(
+            f"drawing needs matplotlib ({exc}); install it with: pip install 'bullflag-stream[demo]'"
+        ) from None
 
 
 def default_out(document: CNNDocument) -> Path:

@@ -443,6 +443,12 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
     assert "/healthz" in healthcheck and "urllib" in healthcheck
 
 
+def test_dockerfile_installs_the_worker_without_extras() -> None:
+    installs = [run for run in dockerfile_instructions("RUN") if "pip install" in run and " ." in run]
+    assert installs, "the image installs the project"
+    assert all("[" not in run.split("pip install", 1)[1].split("&&")[0] for run in installs)
+
+
 def test_dockerignore_keeps_what_the_build_copies() -> None:
     patterns = [
         line.strip()
