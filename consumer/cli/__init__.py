@@ -1,7 +1,10 @@
 """The ``bullflag`` command: one entry point; each subcommand is defined by the module that runs it.
 
 A command module exposes ``add_parser(subcommands)``, which adds its subparser and sets
-``handler`` (``Namespace -> exit code``); modules are imported only to build the parser.
+``handler`` (``Namespace -> exit code``); modules are imported only to build the parser, so a
+command module imports what only its own run needs (matplotlib, the broker wheel) inside it.
+
+May import every other ``consumer`` package and ``bullflag_model``; nothing imports the CLI.
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ class Publisher:
     def _chunks(self, records: list[Outgoing]) -> list[tuple[BatchBuilder, list[Outgoing]]]:
         """Record batches holding ``records`` in order, each with the records it holds."""
         chunks: list[tuple[BatchBuilder, list[Outgoing]]] = []
-        builder, held = self.producer.create_batch(), []
+        builder = self.producer.create_batch()
+        held: list[Outgoing] = []
         for record in records:
             if (
                 builder.append(
