@@ -1,7 +1,8 @@
 """Fixtures for tests against a real Kafka-protocol broker.
 
-One broker serves the whole session: the embedded one, or the cluster named by
-``BULLFLAG_TEST_BOOTSTRAP``. Each test gets its own topics and consumer group, so tests stay
+One broker serves the whole session: the cluster named by ``BULLFLAG_TEST_BOOTSTRAP``, else
+Apache Kafka in a container when ``BULLFLAG_TEST_BROKER=testcontainers`` (needs a Docker
+engine), else the embedded broker. Each test gets its own topics and consumer group, so tests stay
 independent without restarting the broker, and the same tests run unchanged on real Kafka.
 Every test in this folder is marked ``integration``.
 """
@@ -24,6 +25,8 @@ from consumer.kafka.embedded_broker import BrokerUnavailableError, EmbeddedBroke
 from consumer.kafka.topics import TopicSpec, ensure_topics
 
 BOOTSTRAP_ENV_VAR = "BULLFLAG_TEST_BOOTSTRAP"
+BROKER_ENV_VAR = "BULLFLAG_TEST_BROKER"
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 DEFAULT_TEST_PARTITIONS = 3
 _ASSIGNMENT_TIMEOUT_S = 30.0
 
@@ -93,10 +96,13 @@ def broker_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``host:port`` of the session's broker: ``$BULLFLAG_TEST_BOOTSTRAP`` or an embedded one."""
+    """``host:port`` of the session's broker: ``$BULLFLAG_TEST_BOOTSTRAP``, a container, or embedded."""
     external = os.environ.get(BOOTSTRAP_ENV_VAR)
     if external:
         yield external
+        return
+    if os.environ.get(BROKER_ENV_VAR, "embedded") == "testcontainers":
+        yield from _container_kafka()
         return
     try:
         binary = resolve_broker_binary()
@@ -109,6 +115,25 @@ def kafka_bootstrap(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPa
             yield broker.bootstrap
         finally:
             del pytestconfig.stash[_BROKER_KEY]
+
+
+def _container_kafka() -> Iterator[str]:
+    """Apache Kafka (KRaft) in a container for the session; skips, saying why, without a Docker engine."""
+    from docker.errors import DockerException
+    from testcontainers.community.kafka import KafkaContainer
+
+    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if docker_host.startswith("unix://") and not Path(docker_host.removeprefix("unix://")).exists():
+        pytest.skip(f"{BROKER_ENV_VAR}=testcontainers, but there is no Docker engine at {docker_host}")
+    try:
+        container = KafkaContainer(KAFKA_IMAGE).with_kraft()
+        container.start()
+    except DockerException as exc:
+        pytest.skip(f"{BROKER_ENV_VAR}=testcontainers, but no Docker engine answers: {exc}")
+    try:
+        yield container.get_bootstrap_server()
+    finally:
+        container.stop()
 
 
 @pytest.fixture
