@@ -1,8 +1,8 @@
 """Worker settings: one frozen object, defined once here, read from flags and environment.
 
 Each field's metadata carries its help text and parser; the command-line flags, the
-``BULLFLAG_*`` environment variables and the README's settings table are all generated from
-this definition. Precedence: flag > environment > default. A bad value stops startup with one
+``BULLFLAG_*`` environment variables and the settings table in docs/operations.md are all
+generated from this definition. Precedence: flag > environment > default. A bad value stops startup with one
 line naming the setting.
 """
 
@@ -33,7 +33,7 @@ def setting(default: Any, help: str, parse: Callable[[str], Any] = str, secret: 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the worker can be told; see the README's settings table."""
+    """Everything the worker can be told; see the settings table in docs/operations.md."""
 
     bootstrap_servers: str = setting("localhost:9092", "Kafka bootstrap servers, comma-separated.")
     ticks_topic: str = setting("ticks", "Input topic (trades or bars, keyed by symbol).")
@@ -216,7 +216,7 @@ def connection_settings(
 
 
 def settings_markdown() -> str:
-    """The README's settings table, generated from the field definitions."""
+    """The settings table of docs/operations.md, generated from the field definitions."""
     lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for f in fields(Settings):
         default = "" if f.default is MISSING or f.default is None else f.default

@@ -9,7 +9,7 @@ from consumer.config import add_arguments, load_settings, settings_markdown
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the settings (secrets masked) or, with ``--markdown``, the README table."""
+    """Print the settings (secrets masked) or, with ``--markdown``, the table for docs/operations.md."""
     if args.markdown:
         print(settings_markdown())
         return 0
