@@ -133,11 +133,6 @@ def documents(
     return out
 
 
-def encode_cnn_output(document: dict[str, Any]) -> bytes:
-    """Serialise a document to the bytes published on the signals topic."""
-    return orjson.dumps(document)
-
-
 def encode_batch(
     scores: BatchScores,
     *,

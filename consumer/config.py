@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -222,8 +222,3 @@ def settings_markdown() -> str:
         default = "" if f.default is MISSING or f.default is None else f.default
         lines.append(f"| `{flag_name(f.name)}` | `{env_name(f.name)}` | `{default}` | {f.metadata['help']} |")
     return "\n".join(lines)
-
-
-def settings_names() -> Sequence[str]:
-    """Names of all settings, in definition order."""
-    return [f.name for f in fields(Settings)]

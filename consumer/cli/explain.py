@@ -3,7 +3,7 @@
 A CNNOutput names a symbol and a window ``[window_start_ts, bar_end_ts)`` and may carry a
 Grad-CAM map with one intensity per bar. Given the document (a JSON file, or found by ``id`` on
 the signals topic) and the bars of that window (a CSV/Parquet file read with
-:func:`consumer.sources.replay.read_table`, or a topic in the worker's ``bars`` input format), this
+:func:`consumer.sources.readers.read_table`, or a topic in the worker's ``bars`` input format), this
 command draws candlesticks, volume and the map as a heat strip (:mod:`consumer.cli.pictures`)
 to a PNG or SVG file. Documents are read and validated by :mod:`bullflag_model.output`; topics
 are read with :mod:`consumer.kafka.topic_reader`.

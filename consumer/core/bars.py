@@ -134,11 +134,6 @@ class BarAggregator:
         """Trade ids held for duplicate detection (a gauge worth exporting)."""
         return sum(map(len, self._seen.values()))
 
-    @property
-    def open_bars(self) -> int:
-        """Number of symbols with an open bar."""
-        return int(self._state.is_open[: len(self._names)].sum())
-
     def ids_of(self, symbols: Sequence[str]) -> np.ndarray:
         """int64[n] symbol id of each symbol, -1 for symbols this aggregator has not seen."""
         return np.fromiter(map(self._index.get, symbols, repeat(-1)), np.int64, len(symbols))

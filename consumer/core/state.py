@@ -19,7 +19,6 @@ whose ticks are read again anyway.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +28,6 @@ import orjson
 STATE_VERSION = 1
 BAR_KEY_PREFIX = b"b|"
 CHECKPOINT_KEY = b"checkpoint"
-BAR_VALUE = struct.Struct("<Bq5d")
 BAR_DTYPE = np.dtype([("version", "u1"), ("start", "<i8"), ("ohlcv", "<f8", (5,))])
 
 
