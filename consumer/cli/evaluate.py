@@ -8,6 +8,7 @@ its PNG figures, which need matplotlib. An unusable checkpoint or setting exits 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,13 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """``bullflag evaluate``: exit code 2 with one line on stderr for an unusable checkpoint or setting."""
+    if importlib.util.find_spec("matplotlib") is None:
+        print(
+            "bullflag evaluate: the report's figures need matplotlib; "
+            "install it with: pip install 'bullflag-stream[demo]'",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return _run(args)
     except (CheckpointError, EvaluationError) as exc:
