@@ -89,7 +89,7 @@ async def fetch_bars(
 
     def visit(_: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
-            if record.key is None or record.key == wanted:
+            if record.key == wanted:
                 values.append(record.value)
                 keys.append(record.key)
 

@@ -116,7 +116,7 @@ def symbol_code(symbol: object, known: set[str]) -> int:
 
 
 def key_status(keys: Sequence[bytes | None], symbols: list[object], checkable: np.ndarray) -> np.ndarray:
-    """uint8[n] status: ``BAD`` where a present key differs from the record's valid symbol.
+    """uint8[n] status: ``MISSING`` without a key, ``BAD`` where the key is not the valid symbol.
 
     The common case (every key present and equal) is one C-level decode and list comparison.
     """
@@ -131,7 +131,7 @@ def key_status(keys: Sequence[bytes | None], symbols: list[object], checkable: n
     valid = cast("list[str]", symbols)  # only read where ``checkable`` (a valid str symbol)
     return np.fromiter(
         (
-            BAD if ok and key is not None and key != s.encode() else OK
+            OK if not ok else MISSING if key is None else BAD if key != s.encode() else OK
             for key, s, ok in zip(keys, valid, checkable.tolist(), strict=True)
         ),
         np.uint8,

@@ -62,8 +62,10 @@ class RejectReason(StrEnum):
     """A required field is absent or null; the detail names it."""
     BAD_SYMBOL = "bad_symbol"
     """``symbol`` is not a string matching :data:`SYMBOL_PATTERN`."""
+    MISSING_KEY = "missing_key"
+    """The record has no key: without the symbol as key its ticks could land on any partition."""
     KEY_MISMATCH = "key_mismatch"
-    """The record key is present and differs from the symbol."""
+    """The record key differs from the symbol."""
     BAD_TS = "bad_ts"
     """``ts`` is neither epoch ms nor ISO-8601 with an offset, or out of range."""
     BAD_PRICE = "bad_price"
@@ -110,9 +112,15 @@ class Verdicts:
         self.code[index] = self._kind(reason, "")
         self._notes[index] = detail
 
-    def apply(self, status: np.ndarray, field: str, bad: RejectReason) -> None:
-        """Record ``missing_field`` / ``bad`` for still-valid records per a uint8[n] status."""
-        for value, reason in ((MISSING, RejectReason.MISSING_FIELD), (BAD, bad)):
+    def apply(
+        self,
+        status: np.ndarray,
+        field: str,
+        bad: RejectReason,
+        missing: RejectReason = RejectReason.MISSING_FIELD,
+    ) -> None:
+        """Record ``missing`` / ``bad`` for still-valid records per a uint8[n] status."""
+        for value, reason in ((MISSING, missing), (BAD, bad)):
             hit = (status == value) & (self.code == OK)
             if hit.any():
                 self.code[hit] = self._kind(reason, field)
@@ -150,6 +158,8 @@ def describe(
     """Readable explanation of a field-level reject."""
     if reason is RejectReason.MISSING_FIELD:
         return f"missing required field {field!r}"
+    if reason is RejectReason.MISSING_KEY:
+        return f"record has no key; key it by its symbol {symbol!r} so a symbol stays in one partition"
     if reason is RejectReason.KEY_MISMATCH and keys is not None:
         return f"key {preview(keys[index])} does not match symbol {symbol!r}"
     if field == "ohlc":

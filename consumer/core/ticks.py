@@ -22,7 +22,8 @@ Bar value (input mode ``bars``): ``symbol`` and ``ts`` (the bar start) as above,
 ``high``, ``low``, ``close`` finite and > 0 with ``high >= max(open, close)`` and
 ``low <= min(open, close)``, and ``volume`` finite and >= 0 (all required).
 
-When the record key is present it must equal the UTF-8 symbol (``key_mismatch`` otherwise).
+When keys are given (the worker always gives them), every record needs one, equal to the UTF-8
+symbol (``missing_key``, ``key_mismatch`` otherwise): a symbol's trades must share a partition.
 A record failing several rules is rejected with the first failing one, in this order: null
 value, size, JSON, object, symbol, key, ts, then the remaining fields in the order above.
 
@@ -243,7 +244,7 @@ class TickDecoder:
         verdicts.apply(status, "symbol", RejectReason.BAD_SYMBOL)
         if keys is not None:
             mismatched = key_status(keys, symbols, status == OK)
-            verdicts.apply(mismatched, "key", RejectReason.KEY_MISMATCH)
+            verdicts.apply(mismatched, "key", RejectReason.KEY_MISMATCH, RejectReason.MISSING_KEY)
 
 
 def _concat(parts: list[_Decoded]) -> _Decoded:

@@ -42,6 +42,7 @@ BAD_RECORDS: list[tuple[bytes | None, bytes | None, str]] = [
     (b"", b'{"symbol": "", "ts": 1732550400000, "price": 1.0}', "bad_symbol"),
     (b"X" * 40, b'{"symbol": "' + b"X" * 40 + b'", "ts": 1732550400000, "price": 1.0}', "bad_symbol"),
     (b"BBB.X", b'{"symbol": "AAA", "ts": 1732550400000, "price": 1.0}', "key_mismatch"),
+    (None, b'{"symbol": "AAA", "ts": 1732550400000, "price": 1.0}', "missing_key"),
     (
         b"AAA",
         b'{"symbol": "AAA", "ts": 1732550400000, "price": 1.0, "pad": "' + b"x" * 70_000 + b'"}',

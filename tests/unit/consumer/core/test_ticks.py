@@ -50,6 +50,7 @@ def test_reason_codes_are_stable() -> None:
         "not_object",
         "missing_field",
         "bad_symbol",
+        "missing_key",
         "key_mismatch",
         "bad_ts",
         "bad_price",
@@ -137,11 +138,16 @@ def test_too_large_uses_the_configured_limit() -> None:
     assert "limit is 80" in out.rejects[0].detail
 
 
-def test_key_must_match_symbol_when_present() -> None:
+def test_every_record_needs_its_symbol_as_key() -> None:
     values = [tick(), tick(), tick(), tick(symbol="bad symbol")]
     out = TickDecoder().decode_ticks(values, [b"AAPL", None, b"MSFT", b"x"])
-    assert reasons(out) == {2: "key_mismatch", 3: "bad_symbol"}
-    assert "MSFT" in out.rejects[0].detail
+    assert reasons(out) == {1: "missing_key", 2: "key_mismatch", 3: "bad_symbol"}
+    assert "no key" in out.rejects[0].detail and "AAPL" in out.rejects[0].detail
+    assert "MSFT" in out.rejects[1].detail
+
+
+def test_without_keys_given_only_the_values_are_checked() -> None:
+    assert reasons(TickDecoder().decode_ticks([tick(), tick()])) == {}
 
 
 def test_misaligned_keys_are_a_programming_error() -> None:
@@ -279,7 +285,7 @@ def test_every_record_is_decoded_or_rejected(values: list[bytes | None], data: s
     assert np.all(np.isfinite(out.size) & (out.size >= 0))
     assert np.all((out.ts_ms >= 0) & (out.ts_ms <= MAX_TS_MS))
     for row, i in enumerate(decoded):
-        assert keys[i] is None or keys[i] == out.symbols[row].encode()
+        assert keys[i] == out.symbols[row].encode()
     if out.trade_id is not None:
         assert len(out.trade_id) == n
 
