@@ -30,6 +30,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "consumer.ops": ("aiokafka", "consumer.core", "consumer.kafka", "consumer.sources", "consumer.cli"),
     "consumer.kafka": ("consumer.cli", "consumer.sources"),
     "consumer.sources": ("consumer.cli",),
+    "consumer.dashboard": ("consumer.cli", "consumer.sources"),
 }
 """Package prefix -> module prefixes no module inside it may import."""
 
