@@ -21,6 +21,7 @@ Command = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = (
     "consumer.cli.demo",
     "consumer.cli.explain",
+    "consumer.cli.dashboard",
     "consumer.cli.run",
     "consumer.cli.settings",
     "consumer.cli.replay",

@@ -5,8 +5,9 @@ project's one topic reader (:func:`consumer.kafka.topic_reader.read_partitions` 
 ``follow=``) through the one client factory, and then keeps tailing it. A topic that does not
 exist yet (the dashboard started before the worker) is waited for, checked with a metadata
 request for all topics, which creates nothing; broker trouble is shown in :attr:`status` and
-the read starts over after a pause. Starting over reads records again: the stores downstream
-are idempotent (documents deduplicated by id, bars keyed by symbol and start).
+the read starts over after a pause that doubles, up to ``MAX_RETRY_S``, while it lasts.
+Starting over reads records again: the stores downstream are idempotent (documents
+deduplicated by id, bars keyed by symbol and start).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from consumer.kafka.topic_reader import TopicReadError, Visit, read_partitions
 log = logging.getLogger(__name__)
 
 RETRY_S: Final = 1.0
+MAX_RETRY_S: Final = 15.0
 CONNECT_TIMEOUT_S: Final = 10.0
 
 
@@ -67,6 +69,7 @@ class TopicFollower:
 
     async def run(self) -> None:
         """Follow the topic until cancelled; trouble shows in :attr:`status`, then it starts over."""
+        pause = self._retry_s
         while self._following:
             try:
                 partitions = await topic_partitions(self.connection, self.topic, client_id=self._client_id)
@@ -74,6 +77,7 @@ class TopicFollower:
                     self.status = f"waiting for topic {self.topic!r}"
                 else:
                     self.status = "following"
+                    pause = self._retry_s
                     await read_partitions(
                         self.connection,
                         partitions,
@@ -83,9 +87,10 @@ class TopicFollower:
                         max_records=self._max_records,
                     )
             except (TopicReadError, KafkaError, OSError, TimeoutError) as exc:
-                self.status = f"cannot read topic {self.topic!r} ({exc}); retrying"
+                self.status = f"cannot read topic {self.topic!r} ({exc}); retrying in {pause:g} s"
                 log.warning("dashboard: %s", self.status)
-            await asyncio.sleep(self._retry_s)
+                pause = min(pause * 2, MAX_RETRY_S)
+            await asyncio.sleep(pause)
 
     def stop(self) -> None:
         """Let the read end at the next end of the topic (cancel the task to end it at once)."""
