@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bullflag_model.intervals import IntervalError, parse_duration_ms, parse_interval
@@ -102,6 +104,19 @@ def bar_interval(text: str) -> str:
     except IntervalError as exc:
         raise InvalidValueError(str(exc)) from None
     return text.strip()
+
+
+def event_time_ms(text: str) -> int:
+    """An event time: epoch milliseconds, or an ISO-8601 time (UTC when it has no offset)."""
+    if re.fullmatch(r"\d+", text.strip()):
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidValueError(f"{text!r} is neither epoch milliseconds nor an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 def optional_path(text: str) -> Path | None:

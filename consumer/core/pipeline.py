@@ -211,6 +211,18 @@ class BarPipeline:
         fresh = [r for r in rejects if offsets[r.index] >= progress.replay_until]
         return self._outcome(fresh, len(rejects) - len(fresh), result, commit, mark)
 
+    def close_expired(self, partition: int, event_time_ms: int) -> Windows:
+        """Raise the partition's watermark to ``event_time_ms`` - lateness without a record;
+        return the windows of the bars that closed (appended to the buffers).
+
+        For a caller that splits one partition's records by symbol (``bullflag scan``): each
+        part's pipeline, once fed, is moved to the whole input's newest event time, so it closes
+        exactly the bars one pipeline over every record would have closed by then.
+        """
+        closed = self.aggregator(partition).advance_watermark(event_time_ms).bars
+        windows, _, _ = self._close(closed)
+        return windows
+
     def _track_open_bars(
         self,
         aggregator: BarAggregator,
