@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "consumer.cli.run",
     "consumer.cli.settings",
     "consumer.cli.replay",
+    "consumer.cli.scan",
     "consumer.cli.broker",
     "consumer.cli.train",
     "consumer.cli.evaluate",
