@@ -86,12 +86,18 @@ def save_checkpoint(
 def load_checkpoint(path: Path | str | None = None, device: str = "cpu") -> LoadedCheckpoint:
     """Load and verify a checkpoint (the shipped one when ``path`` is None); model in eval mode."""
     path = Path(path) if path is not None else default_checkpoint_path()
+    if path.is_dir():
+        raise CheckpointError(path, "is a folder; give the checkpoint file (.pt) inside it")
     if not path.is_file():
         raise CheckpointError(path, "file not found")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(path, f"cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+        sentence = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            path,
+            f"cannot be read as a checkpoint written by bullflag train ({type(exc).__name__}: {sentence})",
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(path, f"not a {FORMAT} file")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -35,7 +35,9 @@ def setting(default: Any, help: str, parse: Callable[[str], Any] = str, secret: 
 class Settings:
     """Everything the worker can be told; see the settings table in docs/operations.md."""
 
-    bootstrap_servers: str = setting("localhost:9092", "Kafka bootstrap servers, comma-separated.")
+    bootstrap_servers: str = setting(
+        "localhost:9092", "Kafka bootstrap servers, comma-separated host:port.", v.bootstrap_servers
+    )
     ticks_topic: str = setting("ticks", "Input topic (trades or bars, keyed by symbol).")
     signals_topic: str = setting("signals", "Output topic for CNNOutput documents (keyed by symbol).")
     dlq_topic: str = setting("ticks.dlq", "Dead-letter topic for records that cannot be used.")
@@ -87,9 +89,11 @@ class Settings:
     session_timeout: str = setting(
         "10s",
         "Consumer group session timeout: a worker silent this long loses its partitions.",
-        v.duration,
+        v.positive_duration,
     )
-    heartbeat_interval: str = setting("3s", "Consumer group heartbeat interval.", v.duration)
+    heartbeat_interval: str = setting(
+        "3s", "Consumer group heartbeat interval (shorter than the session timeout).", v.positive_duration
+    )
     fetch_max_wait: str = setting("500ms", "Longest a fetch waits for data before returning.", v.duration)
     torch_threads: int = setting(0, "Threads for inference; 0: torch's default.", v.non_negative_int)
     gc_threshold: int = setting(
@@ -127,9 +131,15 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        """Name the state topic after the group, so two applications never share state."""
+        """Name the state topic after the group, so two applications never share state; refuse a
+        heartbeat that is not shorter than the session timeout (the group would never be stable)."""
         if not self.state_topic:
             object.__setattr__(self, "state_topic", f"{self.group_id}.state")
+        if parse_duration_ms(self.heartbeat_interval) >= parse_duration_ms(self.session_timeout):
+            raise SettingsError(
+                f"setting --heartbeat-interval {self.heartbeat_interval} must be shorter than "
+                f"--session-timeout {self.session_timeout}"
+            )
 
     @property
     def bar_interval_ms(self) -> int:

@@ -97,6 +97,25 @@ def duration(text: str) -> str:
     return text.strip()
 
 
+def positive_duration(text: str) -> str:
+    """A duration longer than zero, kept as text (``"3s"``)."""
+    if parse_duration_ms(duration(text)) <= 0:
+        raise InvalidValueError(f"{text!r} must be longer than 0 (e.g. 500ms, 3s)")
+    return text.strip()
+
+
+def bootstrap_servers(text: str) -> str:
+    """A comma-separated list of ``host:port`` (port 1-65535), kept as text."""
+    entries = [entry.strip() for entry in text.split(",")]
+    for entry in entries:
+        host, _, port_text = entry.rpartition(":")
+        if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise InvalidValueError(
+                f"{entry!r} is not host:port with a port from 1 to 65535 (e.g. kafka-1:9092,kafka-2:9092)"
+            )
+    return ",".join(entries)
+
+
 def bar_interval(text: str) -> str:
     """A bar interval: a duration longer than zero, kept as text (``"1m"``)."""
     try:

@@ -7,7 +7,9 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
+from bullflag_model.checkpoint import CheckpointError
 from consumer.config import add_arguments, load_settings
 from consumer.kafka.worker import Worker
 from consumer.ops.logs import configure_logging
@@ -32,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     """Load settings (flags > env > defaults), then serve until signalled."""
     settings = load_settings(args, os.environ)
     configure_logging(settings.log_format)
-    worker = Worker(settings)
+    try:
+        worker = Worker(settings)
+    except CheckpointError as exc:
+        print(f"bullflag run: {exc}", file=sys.stderr)
+        return 2
     log.info("starting with %s", worker.settings.redacted())
     log.info("model %s, threshold %s", worker.infer.model_version, worker.infer.threshold)
     asyncio.run(serve(worker))

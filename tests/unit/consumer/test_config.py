@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,11 +54,50 @@ def test_flag_beats_environment_beats_default() -> None:
         (["--input", "quotes"], {}, "--input"),
         (["--max-symbols", "0"], {}, "--max-symbols"),
         (["--metrics-port", "70000"], {}, "--metrics-port"),
+        (["--bootstrap-servers", "127.0.0.1:notaport"], {}, "--bootstrap-servers"),
+        ([], {"BULLFLAG_BOOTSTRAP_SERVERS": "kafka:9092,kafka"}, "BULLFLAG_BOOTSTRAP_SERVERS"),
+        (["--session-timeout", "0s"], {}, "--session-timeout"),
+        (["--heartbeat-interval", "0s"], {}, "--heartbeat-interval"),
     ],
 )
 def test_bad_values_name_the_setting(argv: list[str], env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=f"setting {named}:"):
         parse(argv, env)
+
+
+def test_heartbeat_must_be_shorter_than_the_session_timeout() -> None:
+    with pytest.raises(
+        SettingsError, match="--heartbeat-interval 10s must be shorter than --session-timeout 10s"
+    ):
+        parse(["--heartbeat-interval", "10s", "--session-timeout", "10s"])
+    assert parse(["--bootstrap-servers", " a:9092, b:9093"]).bootstrap_servers == "a:9092,b:9093"
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Put the root logger back as it was: ``bullflag run`` configures logging for the process."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+@pytest.mark.parametrize(
+    "checkpoint",
+    [b"garbage", b"PK\x03\x04 a truncated zip", None],
+    ids=["garbage", "truncated", "a folder"],
+)
+def test_run_stops_on_a_bad_checkpoint_with_one_line(
+    checkpoint: bytes | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path
+    if checkpoint is not None:
+        path = tmp_path / "model.pt"
+        path.write_bytes(checkpoint)
+    assert main(["run", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bullflag run: checkpoint {path}"), err
 
 
 def test_durations() -> None:
