@@ -73,6 +73,14 @@ def chromium() -> str:
     return path
 
 
+def probe_url(worker: Worker) -> str | None:
+    """The worker's probe server URL once it listens, else None."""
+    try:
+        return None if worker.health_server is None else worker.health_server.url
+    except RuntimeError:
+        return None
+
+
 def planted_market() -> dict[str, np.ndarray]:
     """Two symbols' bars: a bull flag the model scores high (FLAG) and a random walk (WALK).
 
@@ -139,9 +147,8 @@ async def test_signals_appear_live_draw_their_window_and_filter(
     settings = worker_settings(kafka_bootstrap, topics, group_id)
     worker = Worker(settings, consumer_options=FAST_CONSUMER)
     async with running(worker):
-        await wait_for(lambda: worker.health_server is not None and worker.health_server._port is not None)
-        assert worker.health_server is not None
-        async with Dashboard(settings, metrics_url=worker.health_server.url) as dashboard:
+        await wait_for(lambda: probe_url(worker) is not None)
+        async with Dashboard(settings, metrics_url=probe_url(worker)) as dashboard:
             await page.goto(dashboard.url)
             await expect(page.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
             assert await page.locator("tr.signal-row").count() == 0
