@@ -69,13 +69,16 @@ def check_metrics_url(url: str) -> tuple[str, int, str]:
 
 
 async def http_get(host: str, port: int, path: str, timeout_s: float = TIMEOUT_S) -> tuple[int, bytes]:
-    """(status, body) of a GET; OSError or TimeoutError when the server does not answer."""
+    """(status, body) of a GET, read to the end (at most ``BODY_LIMIT`` bytes); OSError or
+    TimeoutError when the server does not answer."""
     async with asyncio.timeout(timeout_s):
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("latin-1"))
             await writer.drain()
-            data = await reader.read(BODY_LIMIT)
+            data = b""
+            while len(data) < BODY_LIMIT and (chunk := await reader.read(BODY_LIMIT - len(data))):
+                data += chunk
         finally:
             writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
