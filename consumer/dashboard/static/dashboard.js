@@ -82,7 +82,10 @@ function addRows(batch) {
   for (const r of batch) rows.set(r.id, r);
   if (rows.size > MAX_ROWS) {
     const oldest = [...rows.values()].sort((a, b) => a.seq - b.seq).slice(0, rows.size - MAX_ROWS);
-    for (const r of oldest) rows.delete(r.id);
+    for (const r of oldest) {
+      rows.delete(r.id);
+      state.seen.delete(r.id);
+    }
   }
   scheduleRender();
 }
@@ -211,8 +214,14 @@ function draw(data) {
 
 async function show(id, attempt = 0) {
   if (id !== state.selected) return;
-  const reply = await fetch(`api/window/${encodeURIComponent(id)}`);
-  const data = await reply.json();
+  let reply, data;
+  try {
+    reply = await fetch(`api/window/${encodeURIComponent(id)}`);
+    data = await reply.json();
+  } catch (error) {
+    $("chart-title").textContent = `cannot reach the dashboard (${error}); click the row again`;
+    return;
+  }
   if (id !== state.selected) return;
   if (!reply.ok) {
     $("chart-title").textContent = data.error || `cannot load ${id}`;
