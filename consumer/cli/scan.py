@@ -66,9 +66,11 @@ TABLE_SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz"
 SHOWN_BAD_ROWS: Final = 100
 """Bad rows reported one by one on stderr; the rest only in the summary's counts."""
 
-DEFAULT_WORKERS: Final = 1
-"""Processes by default: on the 2-core benchmark machine one process with torch's two threads
-scores faster than two processes with one thread each (benchmarks/results/scan.json)."""
+DEFAULT_WORKERS: Final = min(os.cpu_count() or 1, 8)
+"""Processes by default, one per core (at most 8: each holds a model), each with one torch
+thread: on the 2-core benchmark
+machine two such processes score several times faster than one process with torch's two
+threads (benchmarks/results/scan.json, docs/operations.md)."""
 
 
 class ScanError(ReplayError):
@@ -159,12 +161,14 @@ def _settings(args: argparse.Namespace, table: BarTable | TradeTable) -> Setting
 
 
 def _as_input(args: argparse.Namespace, data: _Input, settings: Settings) -> tuple[_Input, str]:
-    """The rows in the record kind to scan (``--input``, default the files' kind)."""
+    """The rows in the record kind to scan (``--input``, default the files' kind); trades drawn
+    from bars span each bar's own length, as ``bullflag replay`` draws them."""
     kind = args.scan_input or ("bars" if isinstance(data.table, BarTable) else "ticks")
     if kind == "bars" and isinstance(data.table, TradeTable):
         raise ScanError("the files hold trades, but --input bars scans OHLCV bars; drop --input bars.")
     if kind == "ticks" and isinstance(data.table, BarTable):
-        trades = bars_to_trades(data.table, args.seed, interval_ms=settings.bar_interval_ms)
+        own = infer_interval_ms(data.table.symbols, data.table.ts_ms) or settings.bar_interval_ms
+        trades = bars_to_trades(data.table, args.seed, interval_ms=own)
         drawn = dataclasses.replace(
             data,
             table=trades,
@@ -242,7 +246,19 @@ def _report(bad: list[BadRow], counts: ScanCounts) -> None:
         counts.skipped[row.reason] += 1
 
 
-def _prepare(args: argparse.Namespace) -> tuple[_Input, ScanJob, list[BadRow]]:
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """One scan, settled before any scoring: the rows, the job, the rows skipped, the chunks and
+    how many processes scan them."""
+
+    data: _Input
+    job: ScanJob
+    bad: list[BadRow]
+    parts: list[Chunk]
+    workers: int
+
+
+def _prepare(args: argparse.Namespace) -> _Plan:
     """Check the outputs, read the inputs and settle the settings, before any scoring."""
     if args.png is not None:
         check_picture_path(Path("signal.png"))
@@ -256,8 +272,9 @@ def _prepare(args: argparse.Namespace) -> tuple[_Input, ScanJob, list[BadRow]]:
     settings = _settings(args, data.table)
     data, kind = _as_input(args, data, settings)
     data, future = _drop_future(data, settings)
-    cpus = os.cpu_count() or 1
-    threads = settings.torch_threads or (max(1, cpus // args.workers) if args.workers > 1 else 0)
+    parts = list(chunks(data.table, data.rows))
+    workers = max(1, min(args.workers, len(parts)))
+    threads = settings.torch_threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
     end_ms = int(data.table.ts_ms.max()) if len(data.table) else 0
     job = ScanJob(
         settings,
@@ -268,20 +285,21 @@ def _prepare(args: argparse.Namespace) -> tuple[_Input, ScanJob, list[BadRow]]:
         args.png,
         threads,
     )
-    return data, job, [*data.bad, *future]
+    return _Plan(data, job, [*data.bad, *future], parts, workers)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read, scan and write; exit 2 on unusable input or flags (skipped bad rows are not errors)."""
     started = time.perf_counter()
     try:
-        data, job, bad = _prepare(args)
-        infer = load_model(job.settings)
+        plan = _prepare(args)
+        infer = load_model(plan.job.settings)
     except (ValueError, CheckpointError, PictureError) as exc:
         print(f"bullflag scan: {exc}", file=sys.stderr)
         return 2
+    data = plan.data
     counts = ScanCounts()
-    _report(bad, counts)
+    _report(plan.bad, counts)
     counts.rows = len(data.table)
     bar = _progress(len(data.table), args.progress)
     with contextlib.ExitStack() as stack:
@@ -291,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
         sink = ParquetSink(args.parquet) if args.parquet is not None else None
         if sink is not None:
             stack.callback(sink.close)
-        for result in _results(job, chunks(data.table, data.rows), args.workers, infer):
+        for result in _results(plan.job, iter(plan.parts), plan.workers, infer):
             write_lines(out, result.values)
             if sink is not None:
                 sink.write(result.values)
@@ -305,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
         out.flush()
     if bar is not None:
         bar.close()
-    for line in summary_lines(counts, len(data.places), time.perf_counter() - started, args.workers):
+    for line in summary_lines(counts, len(data.places), time.perf_counter() - started, plan.workers):
         print(f"bullflag scan: {line}", file=sys.stderr)
     return 0
 
@@ -444,8 +462,9 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         metavar="N",
         type=integer_at_least(1),
         default=DEFAULT_WORKERS,
-        help="Processes scoring symbol groups (default 1: on 2 cores one process with two torch "
-        "threads beats two with one each; see docs/operations.md).",
+        help=f"Processes scanning groups of symbols, sharing the cores' torch threads (default "
+        f"{DEFAULT_WORKERS}, one per core up to 8: on 2 cores two processes beat one with two threads, see "
+        "docs/operations.md); never more than there are groups.",
     )
     output.add_argument(
         "--progress",

@@ -138,12 +138,14 @@ def future_rows(ts_ms: np.ndarray, settings: Settings, now_ms: int) -> np.ndarra
     return future_mask(ts_ms, np.iinfo(np.int64).min, settings.max_time_jump_ms, latest)
 
 
-def chunks(table: BarTable | TradeTable, rows: np.ndarray, target_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+def chunks(table: BarTable | TradeTable, rows: np.ndarray, target_rows: int | None = None) -> Iterator[Chunk]:
     """Split an event-time-ordered table into chunks of whole symbols, in symbol order.
 
     Deterministic from the table alone (not from the number of processes), so the output order,
-    symbol by symbol, is the same however many processes scan it.
+    symbol by symbol, is the same however many processes scan it. ``target_rows`` defaults to
+    :data:`CHUNK_ROWS`.
     """
+    target = CHUNK_ROWS if target_rows is None else target_rows
     names, inverse = np.unique(table.symbols, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     counts = np.bincount(inverse, minlength=len(names))
@@ -151,7 +153,7 @@ def chunks(table: BarTable | TradeTable, rows: np.ndarray, target_rows: int = CH
     filled = 0
     current = 0
     for i, count in enumerate(counts.tolist()):
-        if filled and filled + count > target_rows:
+        if filled and filled + count > target:
             current += 1
             filled = 0
         group[i] = current

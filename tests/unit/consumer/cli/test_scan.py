@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.cli import main
+from consumer.cli import main, scanning
 from consumer.cli.scanning import ScanJob, chunks, load_model, scan_chunk, start_worker
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline
@@ -96,7 +96,10 @@ def test_chunks_of_a_few_symbols_give_the_same_documents(market: Path) -> None:
     assert [orjson.loads(v) for v in values] == reference(market, settings)
 
 
-def test_two_processes_write_the_same_bytes_as_one(market: Path, tmp_path: Path) -> None:
+def test_two_processes_write_the_same_bytes_as_one(
+    market: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scanning, "CHUNK_ROWS", 300)
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     assert main(["scan", str(market), "--out", str(one), "--no-progress"]) == 0
     assert main(["scan", str(market), "--out", str(two), "--workers", "2", "--no-progress"]) == 0
