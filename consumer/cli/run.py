@@ -11,6 +11,7 @@ import sys
 
 from bullflag_model.checkpoint import CheckpointError
 from consumer.config import add_arguments, load_settings
+from consumer.kafka.topics import TopicError
 from consumer.kafka.worker import Worker
 from consumer.ops.logs import configure_logging
 
@@ -41,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     log.info("starting with %s", worker.settings.redacted())
     log.info("model %s, threshold %s", worker.infer.model_version, worker.infer.threshold)
-    asyncio.run(serve(worker))
+    try:
+        asyncio.run(serve(worker))
+    except TopicError as exc:
+        print(f"bullflag run: {exc}", file=sys.stderr)
+        return 2
     return 1 if worker.failed else 0
 
 

@@ -22,8 +22,10 @@ __all__ = [
     "TopicCreationError",
     "TopicError",
     "TopicMismatchError",
+    "TopicMissingError",
     "TopicSpec",
     "ensure_topics",
+    "existing_topics",
 ]
 
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
@@ -44,6 +46,18 @@ class TopicCreationError(TopicError):
         self.error = error
         suffix = f": {detail}" if detail else ""
         super().__init__(f"Could not create topic {topic!r}: {error}{suffix}")
+
+
+class TopicMissingError(TopicError):
+    """A topic the worker reads but does not own is not on the cluster."""
+
+    def __init__(self, topic: str, bootstrap: str, setting: str) -> None:
+        """Record the topic and where it was looked for."""
+        self.topic = topic
+        super().__init__(
+            f"there is no topic {topic!r} on {bootstrap}; create it with the partitions you want "
+            f"(e.g. bullflag broker --create-topics {topic}:4 locally) or correct {setting}"
+        )
 
 
 class TopicMismatchError(TopicError):
@@ -141,6 +155,27 @@ async def ensure_topics(
         if counts[spec.name] != spec.partitions:
             raise TopicMismatchError(spec.name, spec.partitions, counts[spec.name])
     return created
+
+
+async def existing_topics(
+    connection: Connection, *, timeout_s: float = 30.0, client_id: str | None = None
+) -> dict[str, int]:
+    """Every topic on the cluster with its partition count, from one metadata request for all.
+
+    Asking for all topics creates none: naming a topic in a metadata request auto-creates it on
+    brokers that allow that, which would turn a mistyped name into a topic.
+    """
+    admin = new_admin(connection, client_id=client_id)
+    bootstrap = as_settings(connection).bootstrap_servers
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            topics = await admin.describe_topics()
+    except TimeoutError as exc:
+        raise TopicError(f"{bootstrap} did not list its topics within {timeout_s:g} s") from exc
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in topics if t["error_code"] == 0}
 
 
 def _unique_by_name(specs: Iterable[TopicSpec]) -> list[TopicSpec]:

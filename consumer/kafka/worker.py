@@ -43,7 +43,7 @@ from consumer.kafka.publisher import Outgoing, Publisher
 from consumer.kafka.rebalance import PartitionListener
 from consumer.kafka.restore import read_state
 from consumer.kafka.startup import start_with_retries
-from consumer.kafka.topics import TopicSpec, ensure_topics
+from consumer.kafka.topics import TopicMissingError, TopicSpec, ensure_topics, existing_topics
 from consumer.ops.gc_tuning import batch_friendly_gc
 from consumer.ops.http_server import HealthServer
 from consumer.ops.metrics import WorkerMetrics
@@ -185,21 +185,21 @@ class Worker:
             enable_idempotence=self.settings.enable_idempotence,
             **self._producer_options,
         )
-        self._consumer = new_consumer(
-            self.settings,
-            group_id=self.settings.group_id,
-            **(self.settings.consumer_timing | self._consumer_options),
-        )
-        if not await start_with_retries(self._producer.start, "producer", stop):
-            return
-        self._publisher = Publisher(self._producer, self.metrics.record_broker_error)
-        self._stop = stop
         try:
-            await self._ensure_state_topic()
-            self._consumer.subscribe([self.settings.ticks_topic], listener=PartitionListener(self))
-            if not await start_with_retries(self._consumer.start, "consumer", stop):
+            if not await start_with_retries(self._producer.start, "producer", stop):
                 return
+            self._publisher = Publisher(self._producer, self.metrics.record_broker_error)
+            self._stop = stop
+            await self._ensure_state_topic()
+            self._consumer = new_consumer(
+                self.settings,
+                group_id=self.settings.group_id,
+                **(self.settings.consumer_timing | self._consumer_options),
+            )
             try:
+                self._consumer.subscribe([self.settings.ticks_topic], listener=PartitionListener(self))
+                if not await start_with_retries(self._consumer.start, "consumer", stop):
+                    return
                 broker_check = asyncio.create_task(self._watch_broker(stop))
                 try:
                     await self._consume(stop)
@@ -212,10 +212,15 @@ class Worker:
             await self._producer.stop()
 
     async def _ensure_state_topic(self) -> None:
-        """Create the state topic (compacted, as many partitions as the input) or verify it."""
-        assert self._producer is not None
-        partitions = await self._producer.partitions_for(self.settings.ticks_topic)
-        spec = TopicSpec(self.settings.state_topic, len(partitions), {"cleanup.policy": "compact"})
+        """Refuse a ticks topic that does not exist; create the state topic (compacted, as many
+        partitions as the input) or verify it. No client names a topic before this, so none is
+        auto-created by a metadata request."""
+        partitions = (await existing_topics(self.settings)).get(self.settings.ticks_topic)
+        if partitions is None:
+            raise TopicMissingError(
+                self.settings.ticks_topic, self.settings.bootstrap_servers, "--ticks-topic"
+            )
+        spec = TopicSpec(self.settings.state_topic, partitions, {"cleanup.policy": "compact"})
         await ensure_topics(self.settings, [spec])
 
     async def _consume(self, stop: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from bullflag_model.output import cnn_output_schema, output_id
 from bullflag_model.synthetic import KINDS, generate_windows
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline
+from consumer.kafka.topics import TopicMissingError, existing_topics
 from consumer.kafka.worker import Worker
 from consumer.sources.trades import bars_to_ticks
 from tests.integration.conftest import TopicFactory
@@ -277,3 +279,14 @@ async def test_a_planted_bull_flag_signals_with_a_map_and_a_random_walk_does_not
     assert len(documents["FLAG"]["activation_map"]["intensities"]) == 200
     assert documents["WALK"]["signal"] is False
     assert documents["WALK"]["activation_map"] is None
+
+
+async def test_a_missing_ticks_topic_stops_the_worker_and_is_not_created(
+    kafka_bootstrap: str, topic_factory: TopicFactory, group_id: str
+) -> None:
+    topics = {"ticks": f"bullflag-test-missing-{uuid.uuid4().hex}", "signals": await topic_factory(1)}
+    worker = Worker(worker_settings(kafka_bootstrap, topics | {"dlq": await topic_factory(1)}, group_id))
+    with pytest.raises(TopicMissingError, match=f"no topic '{topics['ticks']}'.*--ticks-topic"):
+        await worker.run(asyncio.Event())
+    on_cluster = await existing_topics(kafka_bootstrap)
+    assert topics["ticks"] not in on_cluster and topics["signals"] in on_cluster
