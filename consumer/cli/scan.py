@@ -408,7 +408,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "--bar-interval",
         metavar="INTERVAL",
         default=None,
-        help="Bar length, e.g. 1m (default: a bars file's own, else $BULLFLAG_BAR_INTERVAL or 1m).",
+        help="Bar length, e.g. 1m (default: $BULLFLAG_BAR_INTERVAL, else a bars file's own, else 1m).",
     )
     model.add_argument(
         "--allowed-lateness",

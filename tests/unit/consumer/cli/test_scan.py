@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,12 @@ def test_other_text_is_refused_or_parsed_as_a_time(text: str) -> None:
         assert "neither epoch milliseconds nor an ISO-8601 time" in str(exc)
     else:
         assert isinstance(value, int)
+
+
+def test_without_tqdm_there_is_no_bar_and_no_error(
+    market: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = tmp_path / "out.jsonl"
+    assert main(["scan", str(market), "--out", str(out), "--progress"]) == 0
+    assert out.stat().st_size > 0
