@@ -81,7 +81,7 @@ class _RawTable:
     names: list[str]
     columns: dict[str, Any] = field(repr=False)
     lines: list[int] | None = field(default=None, repr=False)
-    bad: list[BadRow] = field(default_factory=list, repr=False)
+    bad: list[tuple[int, BadRow]] = field(default_factory=list, repr=False)
 
     def where(self, row: int) -> str:
         """Where data row ``row`` (0-based) lives, for error messages."""
@@ -114,9 +114,11 @@ class _Checks:
             if row not in self.found:
                 self.found[row] = (reason, message(row))
 
-    def bad_rows(self) -> list[BadRow]:
-        """The rows flagged, in file order."""
-        return [BadRow(self.raw.where(row), *self.found[row]) for row in sorted(self.found)]
+    def bad_rows(self, n: int) -> list[BadRow]:
+        """The rows flagged among ``n`` data rows and the lines the CSV reader left out, in file order."""
+        lines = self.raw.line_numbers(n)
+        flagged = [(int(lines[row]), BadRow(self.raw.where(row), *self.found[row])) for row in self.found]
+        return [bad for _, bad in sorted([*self.raw.bad, *flagged], key=lambda item: item[0])]
 
     def good(self, n: int) -> np.ndarray:
         """bool[n]: rows nothing was flagged on."""
@@ -194,7 +196,7 @@ def _read(
             raise TableError(f"{raw.source}: no rows of symbol {symbol!r} in column {symbol_column!r}.")
     rows = np.flatnonzero(keep)
     rows = rows[np.argsort(ts_ms[rows], kind="stable")]
-    return RowsRead(_take(table, rows), raw.line_numbers(n)[rows], [*raw.bad, *checks.bad_rows()])
+    return RowsRead(_take(table, rows), raw.line_numbers(n)[rows], checks.bad_rows(n))
 
 
 def _take(table: BarTable | TradeTable, rows: np.ndarray) -> BarTable | TradeTable:
@@ -246,13 +248,13 @@ def _read_csv(path: Path, compressed: bool, strict: bool) -> _RawTable:
     if header is None:
         raise TableError(f"{path}: the file is empty; expected a header line of column names.")
     names = [name.strip() for name in header]
-    bad: list[BadRow] = []
+    bad: list[tuple[int, BadRow]] = []
     for row, line in zip(rows, lines, strict=True):
         if len(row) != len(names):
             detail = f"{len(row)} fields where the header has {len(names)}; fix the line or the delimiter."
             if strict:
                 raise TableError(f"{path}, line {line}: {detail}")
-            bad.append(BadRow(f"{path}, line {line}", BAD_FIELDS, detail))
+            bad.append((line, BadRow(f"{path}, line {line}", BAD_FIELDS, detail)))
     if bad:
         fits = [len(row) == len(names) for row in rows]
         rows = [row for row, ok in zip(rows, fits, strict=True) if ok]

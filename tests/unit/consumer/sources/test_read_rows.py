@@ -51,6 +51,7 @@ def test_each_bad_row_is_skipped_with_its_line_and_reason(tmp_path: Path) -> Non
     assert len(read.table) == len(BAD_ROWS)
     got = {int(bad.where.rsplit(" ", 1)[1]): bad.reason for bad in read.bad}
     assert got == expected
+    assert [bad.reason for bad in read.bad] == [reason for _, reason in BAD_ROWS], "in file order"
     assert all(bad.where.startswith(f"{path}, line ") and bad.detail for bad in read.bad)
     assert read.lines.tolist() == [2 * k + 2 for k in range(len(BAD_ROWS))]
     with pytest.raises(TableError, match=r"bars\.csv, line 17: 3 fields where the header has 7"):
