@@ -3,6 +3,9 @@
 Pure functions shared by ``bullflag explain`` and ``bullflag demo``; drawing itself is
 :func:`bullflag_model.plot.plot_window`, imported only when a picture is drawn, because
 matplotlib comes with the ``demo`` extra and the base install (the worker) does without it.
+:class:`~bullflag_model.output.CNNDocument` is named for type checking only: the demo's drawing
+processes import this module and :func:`render_window`'s arguments, not the document class
+(whose module loads torch).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from bullflag_model.output import CNNDocument
 from consumer.sources.tables import BarTable
+
+if TYPE_CHECKING:
+    from bullflag_model.output import CNNDocument
+    from bullflag_model.plot import WindowFigure
 
 _HEAD_LABELS: Final = ("flag", "breakout", "retest", "continuation")
 
@@ -96,12 +102,37 @@ def check_picture_path(path: Path) -> None:
 
 def render_output(document: CNNDocument, bars: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Draw the window ``bars`` [n_bars, 5] of ``document`` to ``path`` (.png or .svg); returns it."""
+    return render_window(bars, document.cam, output_title(document), path, document.id)
+
+
+def render_window(
+    bars: np.ndarray,
+    cam: np.ndarray | None,
+    title: str,
+    path: str | os.PathLike[str],
+    document_id: str,
+    figure: WindowFigure | None = None,
+) -> Path:
+    """Draw ``bars`` [n_bars, 5], the map ``cam`` and ``title`` to ``path``; returns it.
+
+    :func:`render_output` with the document's parts taken out (``document_id`` names it in a
+    failure), so that a process drawing pictures is handed plain arrays and strings. ``figure``:
+    one to draw on again (see :func:`window_figure`); by default a fresh one.
+    """
     plot = _plot()
-    plot_window, PlotError = plot.plot_window, plot.PlotError  # noqa: N806
+    PlotError = plot.PlotError  # noqa: N806
     try:
-        return plot_window(bars, document.cam, output_title(document), Path(path))
+        if figure is None:
+            return plot.plot_window(bars, cam, title, Path(path))
+        return figure.draw(bars, cam, title, Path(path))
     except PlotError as exc:
-        raise PictureError(f"cannot draw CNNOutput {document.id} to {path}: {exc}.") from None
+        raise PictureError(f"cannot draw CNNOutput {document_id} to {path}: {exc}.") from None
+
+
+def window_figure() -> WindowFigure:
+    """A :class:`bullflag_model.plot.WindowFigure` for a caller that draws many pictures."""
+    figure: WindowFigure = _plot().WindowFigure()
+    return figure
 
 
 def _plot() -> ModuleType:
