@@ -2,7 +2,10 @@
 
 The worker commits input offsets only after every record derived from them is acknowledged,
 so a send that fails (broker unreachable, leader moving) is sent again until it succeeds or
-the worker is asked to stop; nothing acknowledged is ever lost.
+the worker is asked to stop; nothing acknowledged is ever lost. Partitions are sent in
+parallel, but within a partition a record batch is queued only once the one before it is
+acknowledged: a batch that failed is sent again before anything after it, so a symbol's
+documents reach the topic in order even when a send fails after the client's own retries.
 """
 
 from __future__ import annotations
@@ -59,26 +62,37 @@ class Publisher:
         ``PublishAbortedError`` if ``stopping()`` turns true while some are still unacknowledged.
         """
         pending = await self._by_partition(records)
-        delay = RETRY_BACKOFF_S
-        while pending:
-            batches = [(tp, chunk) for tp, group in pending.items() for chunk in self._chunks(group)]
-            futures = [await self._send_batch(tp, builder) for tp, (builder, _) in batches]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed: dict[TopicPartition, list[Outgoing]] = {}
-            for (tp, (_, chunk)), result in zip(batches, results, strict=True):
-                if isinstance(result, BaseException):
-                    failed.setdefault(tp, []).extend(chunk)
-            if not failed:
-                return
-            errors = [result for result in results if isinstance(result, BaseException)]
-            count = sum(map(len, failed.values()))
-            self.on_error("produce")
-            log.warning("%d of %d records not acknowledged (%s); retrying", count, len(records), errors[0])
-            if stopping():
-                raise PublishAbortedError(f"{count} records unacknowledged at shutdown")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_BACKOFF_MAX_S)
-            pending = failed
+        try:
+            async with asyncio.TaskGroup() as group:
+                for tp, records_of_tp in pending.items():
+                    group.create_task(self._publish_partition(tp, records_of_tp, stopping))
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+
+    async def _publish_partition(
+        self, tp: TopicPartition, records: list[Outgoing], stopping: Callable[[], bool]
+    ) -> None:
+        """Send one partition's records batch after batch, each acknowledged before the next."""
+        for builder, held in self._chunks(records):
+            delay = RETRY_BACKOFF_S
+            while True:
+                try:
+                    await (await self._send_batch(tp, builder))
+                    break
+                except KafkaError as exc:
+                    self.on_error("produce")
+                    log.warning(
+                        "%d records for %s-%d not acknowledged (%s); sending them again before the rest",
+                        len(held),
+                        tp.topic,
+                        tp.partition,
+                        exc,
+                    )
+                    if stopping():
+                        raise PublishAbortedError(f"{len(held)} records unacknowledged at shutdown") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_BACKOFF_MAX_S)
+                ((builder, _),) = self._chunks(held)
 
     async def _by_partition(self, records: Sequence[Outgoing]) -> dict[TopicPartition, list[Outgoing]]:
         """Records grouped by destination partition, in their original order."""
