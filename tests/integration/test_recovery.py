@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from consumer.kafka.topic_reader import read_topic
 from tests.integration.conftest import TopicFactory
 from tests.integration.test_worker import produce
 
@@ -66,25 +70,65 @@ def worker_env(bootstrap: str, topics: dict[str, str], group: str) -> dict[str, 
     }
 
 
+ASSIGNMENT = re.compile(r"bullflag\.worker: (assigned|revoked) \[([0-9, ]*)\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerProcess:
+    """A ``bullflag run`` process and the file its log goes to."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def owned(self) -> frozenset[int]:
+        """The partitions it owns now, read from its log: the last assignment, none after a revoke."""
+        events = ASSIGNMENT.findall(self.log.read_text())
+        if not events or events[-1][0] == "revoked":
+            return frozenset()
+        return frozenset(int(p) for p in events[-1][1].split(",") if p.strip())
+
+
 @contextlib.contextmanager
-def workers(env: dict[str, str], count: int) -> Any:
-    """Start ``count`` ``bullflag run`` processes; kill any still running at the end."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
+def workers(env: dict[str, str], count: int, logs: Path) -> Iterator[list[WorkerProcess]]:
+    """Start ``count`` ``bullflag run`` processes logging into ``logs``; kill any still running at the end."""
+    logs.mkdir(parents=True, exist_ok=True)
+    started = []
+    for _ in range(count):
+        path = logs / f"worker-{len(list(logs.iterdir()))}.log"
+        with path.open("wb") as log:
+            command = [sys.executable, "-m", "consumer.cli", "run"]
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        started.append(WorkerProcess(process, path))
     try:
-        yield processes
+        yield started
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+        for worker in started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+            worker.process.wait()
+
+
+async def wait_for_group(members: list[WorkerProcess], partitions: int, timeout_s: float = 60) -> None:
+    """Until every member owns partitions and together they own each of ``partitions`` once."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        owned = [member.owned() for member in members]
+        if all(owned) and sorted(p for part in owned for p in part) == list(range(partitions)):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"group not formed in time: {owned}"
+        await asyncio.sleep(0.1)
+
+
+async def read_all_outputs(bootstrap: str, topic: str, into: dict[str, Any]) -> None:
+    """Every document on ``topic`` up to its end into ``into``; a repeated id must repeat the content."""
+
+    def visit(_: TopicPartition, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            document = orjson.loads(record.value)
+            previous = into.setdefault(document["id"], document)
+            assert previous == document, f"output {document['id']} published twice with different content"
+
+    await read_topic(bootstrap, topic, visit, timeout_s=30)
 
 
 @contextlib.asynccontextmanager
@@ -140,6 +184,7 @@ async def clean_run(
     group: str,
     records: list[tuple[bytes | None, bytes | None]],
     partitions: int,
+    logs: Path,
 ) -> dict[str, Any]:
     """Outputs of one uninterrupted worker on ``records`` (computed once per broker and layout)."""
     if (bootstrap, partitions) in _REFERENCES:
@@ -148,7 +193,7 @@ async def clean_run(
     await produce(bootstrap, topics["ticks"], records)
     expected = len(SYMBOLS) * (BARS - 1 - 199)
     reference: dict[str, Any] = {}
-    with workers(worker_env(bootstrap, topics, f"{group}-clean"), 1):
+    with workers(worker_env(bootstrap, topics, f"{group}-clean"), 1, logs):
         async with signal_reader(bootstrap, topics["signals"]) as poll:
             await collect(poll, reference, lambda: len(reference) >= expected, 90)
     _REFERENCES[bootstrap, partitions] = reference
@@ -162,8 +207,9 @@ async def test_sigkill_and_restart_publish_exactly_the_clean_outputs(
     group_id: str,
     records: list[tuple[bytes | None, bytes | None]],
     kill_after: list[int],
+    tmp_path: Path,
 ) -> None:
-    reference = await clean_run(kafka_bootstrap, topic_factory, group_id, records, partitions=2)
+    reference = await clean_run(kafka_bootstrap, topic_factory, group_id, records, 2, tmp_path / "clean")
 
     topics = await make_topics(topic_factory)
     await produce(kafka_bootstrap, topics["ticks"], records)
@@ -171,13 +217,14 @@ async def test_sigkill_and_restart_publish_exactly_the_clean_outputs(
     seen: dict[str, Any] = {}
     async with signal_reader(kafka_bootstrap, topics["signals"]) as poll:
         for threshold in kill_after:
-            with workers(env, 1) as (process,):
+            with workers(env, 1, tmp_path) as (worker,):
                 await collect(poll, seen, lambda t=threshold: len(seen) >= t, 90)
-                process.send_signal(signal.SIGKILL)
-        with workers(env, 1):
+                worker.process.send_signal(signal.SIGKILL)
+        with workers(env, 1, tmp_path) as (worker,):
             await collect(poll, seen, lambda: len(seen) >= len(reference), 120)
-            await asyncio.sleep(1.0)
-            await collect(poll, seen, lambda: True, 5)
+            worker.process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(worker.process.wait, 30) == 0
+    await read_all_outputs(kafka_bootstrap, topics["signals"], seen)
     assert seen.keys() == reference.keys()
     for output_id, document in reference.items():
         assert seen[output_id] == document
@@ -188,21 +235,26 @@ async def test_a_group_that_loses_a_member_publishes_exactly_the_clean_outputs(
     topic_factory: TopicFactory,
     group_id: str,
     records: list[tuple[bytes | None, bytes | None]],
+    tmp_path: Path,
 ) -> None:
-    reference = await clean_run(kafka_bootstrap, topic_factory, group_id, records, partitions=3)
+    reference = await clean_run(kafka_bootstrap, topic_factory, group_id, records, 3, tmp_path / "clean")
 
     topics = await make_topics(topic_factory, partitions=3)
     env = worker_env(kafka_bootstrap, topics, group_id)
     seen: dict[str, Any] = {}
     async with signal_reader(kafka_bootstrap, topics["signals"]) as poll:
-        with workers(env, 3) as processes:
-            await asyncio.sleep(8.0)
+        with workers(env, 3, tmp_path) as members:
+            await wait_for_group(members, 3)
             split = len(records) * 212 // BARS
             await produce(kafka_bootstrap, topics["ticks"], records[:split])
             await collect(poll, seen, lambda: len(seen) >= 5, 90)
-            processes[0].send_signal(signal.SIGKILL)
+            killed, *survivors = members
+            assert killed.owned(), "the member killed owns partitions, so the group must fail over"
+            killed.process.send_signal(signal.SIGKILL)
             await produce(kafka_bootstrap, topics["ticks"], records[split:])
             await collect(poll, seen, lambda: len(seen) >= len(reference), 150)
+            await wait_for_group(survivors, 3)
+    await read_all_outputs(kafka_bootstrap, topics["signals"], seen)
     assert seen.keys() == reference.keys()
     for output_id, document in reference.items():
         assert seen[output_id] == document
