@@ -1,13 +1,13 @@
 """``bullflag demo`` end to end on its own embedded broker, and ``bullflag explain`` on topics.
 
-The demo starts and stops its own broker, so these tests check that nothing is left running: the
-broker's pid (printed by the demo) must be gone once the command has returned.
+The demo starts and stops its own broker and its drawing processes, so these tests run it as a
+command in a session of its own and check that nothing of that session is left running once
+the command has returned, and that every picture it announced was written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -28,38 +28,74 @@ from consumer.sources.producer import bar_records, produce_records
 from tests.integration.conftest import TopicFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO = [sys.executable, "-m", "consumer.cli", "demo"]
 SMALL_RUN = ["--symbols", "6", "--threshold", "0.0", "--max-seconds", "40"]
-BROKER_PID = re.compile(r"\(pid (\d+)\)")
+PICTURE = re.compile(r" -> (\S+\.png)$", re.MULTILINE)
+PICTURES_WRITTEN = re.compile(r"^  pictures +(\d+) PNGs? in ", re.MULTILINE)
 INTERRUPT_DEADLINE_S = 40.0
+HELPERS_GRACE_S = 5.0
+"""How long multiprocessing's helpers may take to notice that the demo has exited."""
 
 
-def broker_pid(printed: str) -> int:
-    """The embedded broker's pid from the demo's header line."""
-    match = BROKER_PID.search(printed)
-    assert match is not None, f"no broker pid in the demo's output:\n{printed}"
-    return int(match.group(1))
+def session_members(session: int) -> list[str]:
+    """``pid command`` of each live process in session ``session``, read from ``/proc``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[3]) == session:
+            members.append(f"{stat.parent.name} {command.strip()}")
+    return members
 
 
-def is_running(pid: int) -> bool:
-    """Whether a process with ``pid`` exists (a reaped child does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def left_behind(session: int) -> list[str]:
+    """The processes of the demo's session still alive a few seconds after the demo exited."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc on this platform to look for processes left behind")
+    deadline = time.monotonic() + HELPERS_GRACE_S
+    while (members := session_members(session)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return members
 
 
-def test_demo_runs_to_completion_and_draws_signals(
-    broker_binary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def start_demo(flags: list[str]) -> subprocess.Popen[str]:
+    """``bullflag demo`` with ``flags`` in a new session (so its processes can be found afterwards)."""
+    return subprocess.Popen(
+        [*DEMO, *flags],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def assert_pictures_written(printed: str, out: Path) -> list[Path]:
+    """Every PNG the demo said it wrote is in ``out``, and nothing else; returns them."""
+    written = PICTURES_WRITTEN.search(printed)
+    assert written is not None, printed
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == int(written.group(1)), printed
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    return pngs
+
+
+def test_demo_runs_to_completion_and_draws_signals(broker_binary: Path, tmp_path: Path) -> None:
     out = tmp_path / "pictures"
-    started = time.monotonic()
+    process = start_demo([*SMALL_RUN, "--bars", "215", "--speed", "0", "--max-plots", "8", "--out", str(out)])
+    try:
+        printed, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
-    code = main(["demo", *SMALL_RUN, "--bars", "215", "--speed", "0", "--max-plots", "3", "--out", str(out)])
-
-    printed = capsys.readouterr().out
-    assert code == 0, printed
-    assert time.monotonic() - started < 40
+    assert process.returncode == 0, printed
+    assert left_behind(process.pid) == [], printed
     expected = 6 * (215 - 199)
     assert "summary (complete" in printed
     assert f"outputs        {expected} CNNOutput documents of {expected} expected" in printed
@@ -68,19 +104,18 @@ def test_demo_runs_to_completion_and_draws_signals(
     signal_lines = [line for line in printed.splitlines() if line.startswith("signal ")]
     assert len(signal_lines) == expected
     assert all("cam peak bar" in line for line in signal_lines)
-    pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 3 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
-    assert f"3 PNGs in {out}/ (signals not drawn: {expected - 3} over --max-plots 3)" in printed
+    announced = sorted(Path(p) for p in PICTURE.findall(printed))
+    assert assert_pictures_written(printed, out) == announced and len(announced) == 8
+    assert f"8 PNGs in {out}/ (signals not drawn: {expected - 8} over --max-plots 8)" in printed
+    assert re.search(r"^  drawing +8 PNGs by [12] process(es)? while the stream ran: ", printed, re.MULTILINE)
     assert "planted windows with bull-flag labels" in printed
     assert "metrics  http://127.0.0.1:" in printed
-    assert not is_running(broker_pid(printed))
 
 
 def test_ctrl_c_stops_worker_and_broker_cleanly(broker_binary: Path, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "consumer.cli", "demo", *SMALL_RUN, "--bars", "400", "--speed", "60"]
-    command += ["--max-plots", "1", "--out", str(tmp_path / "pictures")]
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    out = tmp_path / "pictures"
+    process = start_demo(
+        [*SMALL_RUN, "--bars", "400", "--speed", "60", "--max-plots", "1", "--out", str(out)]
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -101,7 +136,8 @@ def test_ctrl_c_stops_worker_and_broker_cleanly(broker_binary: Path, tmp_path: P
     assert process.returncode == 0, printed
     assert "stopping: worker, replay and broker are shutting down" in printed
     assert "summary (interrupted" in printed
-    assert not is_running(broker_pid(printed))
+    assert left_behind(process.pid) == [], printed
+    assert_pictures_written(printed, out)
 
 
 def output_for(market: Any, symbol: int, last: int) -> dict[str, Any]:

@@ -4,9 +4,10 @@ One process, one event loop: the embedded Kafka-protocol broker on a free loopba
 topics created explicitly, a generated market (:func:`consumer.sources.market.synthetic_market`, some
 symbols carrying bull flags at different phases) replayed as ticks, the real
 :class:`consumer.kafka.worker.Worker` scoring every bar close, and a watcher on the signals topic that
-shows each signal and draws its window (candles, volume, Grad-CAM strip) to a PNG. The run ends
-by itself once every expected output has arrived (or at ``--max-seconds``, or on Ctrl-C) and
-prints a summary that compares the signals with the patterns planted in the market.
+shows each signal; beside it, two drawing processes draw each signal's window (candles, volume,
+Grad-CAM strip) to a PNG while the stream runs. The run ends by itself once every expected
+output has arrived (or at ``--max-seconds``, or on Ctrl-C) and prints a summary that compares
+the signals with the patterns planted in the market and says how long the pictures took.
 
 The first 200 bars of every symbol (the warm-up before the worker can score anything) are sent
 as fast as possible, the rest at ``--speed`` times real time, so the scoring is visible.
@@ -21,6 +22,7 @@ in one batch and print them.
 
 The package: :mod:`~consumer.cli.demo.plan` (the options and the generated market),
 :mod:`~consumer.cli.demo.session` (broker, topics, worker, replay and watcher),
+:mod:`~consumer.cli.demo.drawing` (the processes that draw the pictures),
 :mod:`~consumer.cli.demo.views` (what the terminal shows), :mod:`~consumer.cli.demo.report` (the
 closing summary) and :mod:`~consumer.cli.demo.offline` (``--offline``). This module is the
 command. At import time it imports only the standard library, ``plan`` and

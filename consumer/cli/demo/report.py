@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bullflag_model.intervals import format_interval
+from consumer.cli.demo.drawing import DrawingTimes
 from consumer.cli.demo.plan import DemoPlan
 from consumer.cli.pictures import utc_text
 from consumer.sources.market import PlantedWindow
@@ -20,6 +21,7 @@ __all__ = [
     "DemoReport",
     "DemoStats",
     "PlantedResult",
+    "drawing_text",
     "planted_results",
     "signals_by_kind",
     "summary_lines",
@@ -37,6 +39,7 @@ class DemoStats:
     signal_bars: list[tuple[str, int]] = field(default_factory=list)
     plots_queued: int = 0
     pngs: list[Path] = field(default_factory=list)
+    drawing: DrawingTimes | None = None
     seen_ids: set[str] = field(default_factory=set)
 
 
@@ -120,6 +123,8 @@ def summary_lines(report: DemoReport) -> list[str]:
     ]
     if stats.pngs:
         lines.append(f"  first picture  {stats.pngs[0]}")
+    if stats.drawing is not None and stats.drawing.pictures:
+        lines.append(f"  drawing        {drawing_text(stats.drawing)}")
     results = planted_results(plan.scored_windows(), stats.scores)
     patterns = [r for r in results if r.window.heads]
     others = [r for r in results if not r.window.heads and r.score is not None]
@@ -141,6 +146,17 @@ def summary_lines(report: DemoReport) -> list[str]:
         listing = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common())
         lines.append(f"  signals by planted window kind: {listing}")
     return lines
+
+
+def drawing_text(times: DrawingTimes) -> str:
+    """How long the pictures took while the stream ran, their CPU, and how long the run waited."""
+    pngs = f"{times.pictures} PNG{'s' if times.pictures != 1 else ''}"
+    processes = f"{times.processes} process{'es' if times.processes != 1 else ''}"
+    return (
+        f"{pngs} by {processes} while the stream ran: {times.busy_s:.1f} s "
+        f"({times.cpu_s:.1f} s of CPU, {times.cpu_s / times.pictures:.2f} s a picture); "
+        f"the last one {times.after_stream_s:.1f} s after the stream ended"
+    )
 
 
 def _complete(window: PlantedWindow) -> bool:

@@ -2,7 +2,8 @@
 
 :func:`run_demo` starts the broker and the topics in this event loop and hands them to a
 :class:`_Session`, which runs the real worker, replays the plan's ticks, follows the signals
-topic and draws each signal's window on a thread, then stops everything cleanly.
+topic and has each signal's window drawn by the :class:`~consumer.cli.demo.drawing.Painter`'s
+processes while the stream runs, then stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Final
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -23,10 +22,11 @@ from aiokafka.errors import KafkaError
 from bullflag_model.checkpoint import CheckpointError
 from bullflag_model.intervals import format_interval
 from bullflag_model.output import CNNDocument, DocumentError
+from consumer.cli.demo.drawing import Painter, drawing_processes
 from consumer.cli.demo.plan import WARMUP_BARS, DemoError, DemoOptions, DemoPlan, plan_demo
 from consumer.cli.demo.report import DemoReport, DemoStats
 from consumer.cli.demo.views import Progress, SignalEvent, View
-from consumer.cli.pictures import PictureError, default_out, render_output, window_bars
+from consumer.cli.pictures import PictureError, default_out, output_title, window_bars
 from consumer.config import Settings
 from consumer.kafka.embedded_broker import BrokerError, EmbeddedBroker
 from consumer.kafka.topic_reader import TopicReadError, read_partitions
@@ -93,13 +93,20 @@ class _Session:
     """One run against a started broker: the worker, the replay, the signal watcher and the pictures."""
 
     def __init__(
-        self, plan: DemoPlan, options: DemoOptions, settings: Settings, worker: Worker, view: View
+        self,
+        plan: DemoPlan,
+        options: DemoOptions,
+        settings: Settings,
+        worker: Worker,
+        view: View,
+        painter: Painter,
     ) -> None:
         self.plan = plan
         self.options = options
         self.settings = settings
         self.worker = worker
         self.view = view
+        self.painter = painter
         self.stats = DemoStats()
         self.phase = "starting"
         self.started = time.monotonic()
@@ -107,8 +114,6 @@ class _Session:
         self.metrics_url = ""
         self._all_seen = asyncio.Event()
         self._draining = asyncio.Event()
-        self._plotter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bullflag-demo-plot")
-        self._plots: list[Future[Path]] = []
 
     def progress(self) -> Progress:
         """The counters now."""
@@ -121,8 +126,8 @@ class _Session:
             outputs=self.stats.outputs,
             expected_outputs=self.plan.expected_outputs,
             signals=self.stats.signals,
-            pngs_done=sum(1 for plot in self._plots if _drawn(plot)),
-            pngs=sum(1 for plot in self._plots if not plot.cancelled()),
+            pngs_done=self.painter.written,
+            pngs=self.painter.queued,
             market_ts=self.market_ts,
         )
 
@@ -157,8 +162,11 @@ class _Session:
         """Stop the replay and the worker, read the outputs left on the topic, finish the pictures.
 
         The worker commits and stops first, so reading the signals topic to its end afterwards
-        sees every output it published. A failure of the worker or of a picture is raised last.
+        sees every output it published. The pictures have been drawn meanwhile; the time still
+        spent on them from here on is reported. A failure of the worker or of a picture is
+        raised last.
         """
+        stream_end = time.monotonic()
         self.phase = "stopping"
         stop.set()
         replay_task.cancel()
@@ -169,7 +177,7 @@ class _Session:
         watch_task.cancel()
         await asyncio.gather(watch_task, return_exceptions=True)
         self.phase = "drawing"
-        await self._finish_plots(cancel=cancel_plots)
+        self.stats.pngs, self.stats.drawing = await self.painter.finish(stream_end, cancel=cancel_plots)
         if isinstance(worker_outcome, Exception):
             raise worker_outcome
 
@@ -281,26 +289,12 @@ class _Session:
         stats.signals += 1
         stats.signal_bars.append((document.symbol, bar))
         png = None
-        if len(self._plots) < self.options.max_plots:
+        if stats.plots_queued < self.options.max_plots:
             png = self.options.out / default_out(document).name
             bars = window_bars(self.plan.table, document, "the replayed market")
-            self._plots.append(self._plotter.submit(render_output, document, bars, png))
+            self.painter.draw(bars, document.cam, output_title(document), png, document.id)
             stats.plots_queued += 1
         self.view.signal(SignalEvent(document, png))
-
-    async def _finish_plots(self, *, cancel: bool) -> None:
-        """Wait for the queued pictures (dropping the unstarted ones when ``cancel``); raise a failure."""
-        self._plotter.shutdown(wait=False, cancel_futures=cancel)
-        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in self._plots), return_exceptions=True)
-        self.stats.pngs = [r for r in results if isinstance(r, Path)]
-        failure = next((r for r in results if isinstance(r, Exception)), None)
-        if failure is not None:
-            raise failure
-
-
-def _drawn(plot: Future[Path]) -> bool:
-    """Whether a queued picture has been written."""
-    return plot.done() and not plot.cancelled() and plot.exception() is None
 
 
 @contextmanager
@@ -355,12 +349,17 @@ async def run_demo(options: DemoOptions, view: View) -> DemoReport:
                 f"model    {worker.infer.model_version}, threshold {worker.infer.threshold:g}"
                 + ("" if trained else " (UNTRAINED checkpoint: its scores are meaningless)")
             )
-            view.note(f"pictures {options.out}/ (one PNG per signal, at most {options.max_plots})")
-            session = _Session(plan, options, settings, worker, view)
-            try:
-                stopped_by = await session.run(interrupt)
-            finally:
-                view.close(session.progress())
+            processes = drawing_processes()
+            view.note(
+                f"pictures {options.out}/ (one PNG per signal, at most {options.max_plots}, "
+                f"drawn as the signals arrive by {processes} process{'es' if processes != 1 else ''})"
+            )
+            with Painter(processes) as painter:
+                session = _Session(plan, options, settings, worker, view, painter)
+                try:
+                    stopped_by = await session.run(interrupt)
+                finally:
+                    view.close(session.progress())
     return DemoReport(
         plan=plan,
         stats=session.stats,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from consumer.cli.demo.drawing import DrawingTimes
 from consumer.cli.demo.plan import plan_demo
 from consumer.cli.demo.report import DemoReport, DemoStats, planted_results, signals_by_kind, summary_lines
 from consumer.sources.market import PlantedWindow
@@ -24,7 +25,8 @@ def test_signals_are_counted_by_the_window_they_fall_in() -> None:
 
 def test_summary_counts_and_names_the_pictures() -> None:
     plan = plan_demo(1, 200, seed=1)
-    stats = DemoStats(outputs=1, signals=2, plots_queued=1, pngs=[Path("out/a.png")])
+    drawing = DrawingTimes(pictures=1, processes=2, busy_s=0.42, cpu_s=0.12, after_stream_s=0.05)
+    stats = DemoStats(outputs=1, signals=2, plots_queued=1, pngs=[Path("out/a.png")], drawing=drawing)
     report = DemoReport(
         plan=plan,
         stats=stats,
@@ -47,3 +49,7 @@ def test_summary_counts_and_names_the_pictures() -> None:
     assert "  signals        2 at threshold 0.5 (model bullflag-cnn+test, UNTRAINED)" in lines
     assert "  pictures       1 PNG in out/ (signals not drawn: 1 over --max-plots 1)" in lines
     assert "  first picture  out/a.png" in lines
+    assert (
+        "  drawing        1 PNG by 2 processes while the stream ran: 0.4 s (0.1 s of CPU, 0.12 s a picture); "
+        "the last one 0.1 s after the stream ended"
+    ) in lines
