@@ -1,18 +1,23 @@
 """Reading state partitions back from the state topic when partitions are assigned.
 
 Reads each partition to its end with the one topic reader and folds the records into a
-``StateReplay`` per partition.
+``StateReplay`` per partition. A state topic that vanished is an error, never re-created by
+naming it; committed offsets or saved state that vanished are reported loudly.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from consumer.core.state import RestoredPartition, StateReplay
-from consumer.kafka.clients import Connection
+from consumer.core.state import Checkpoint, RestoredPartition, StateReplay
+from consumer.kafka.clients import Connection, as_settings
 from consumer.kafka.topic_reader import TopicReadError, read_partitions
+from consumer.kafka.topics import existing_topics
+
+log = logging.getLogger("bullflag.worker")
 
 MAX_RECORDS = 50_000
 
@@ -31,6 +36,13 @@ async def read_state(
 ) -> dict[int, RestoredPartition]:
     """Replay the given partitions of the state topic; one ``RestoredPartition`` each."""
     tps = [TopicPartition(topic, p) for p in sorted(set(partitions))]
+    if topic not in await existing_topics(connection):
+        raise StateRestoreError(
+            f"the state topic {topic!r} is gone from {as_settings(connection).bootstrap_servers} (did "
+            "the cluster lose its data?); it is not re-created here, where any default would be "
+            "wrong: restart the worker, which creates it with the input's partition count, and "
+            "expect cold buffers"
+        )
     replays = {tp: StateReplay(interval_ms, seq_len) for tp in tps}
 
     def apply(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
@@ -51,3 +63,22 @@ async def read_state(
             f"state topic {topic!r} partitions {[tp.partition for tp in tps]}: {exc}"
         ) from None
     return {tp.partition: replay.result() for tp, replay in replays.items()}
+
+
+def report_reset(tp: TopicPartition, committed: int | None, checkpoint: Checkpoint | None) -> None:
+    """Say loudly when committed offsets or saved state vanished: the stream goes on, but not exactly."""
+    if checkpoint is not None and committed is None:
+        log.error(
+            "partition %d: the group has no committed offset, yet the state topic has a checkpoint "
+            "at offset %d: the committed offsets were lost (reset); reading again from the earliest "
+            "offset, records before the checkpoint are not published again",
+            tp.partition,
+            checkpoint.end,
+        )
+    elif checkpoint is None and committed is not None:
+        log.error(
+            "partition %d: committed offset %d, yet the state topic holds nothing for it: the saved "
+            "state was lost (reset); buffers start cold, so its symbols need 200 new bars to be scored",
+            tp.partition,
+            committed,
+        )

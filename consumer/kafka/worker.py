@@ -41,7 +41,7 @@ from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
 from consumer.kafka.clients import new_consumer, new_producer
 from consumer.kafka.publisher import Outgoing, Publisher
 from consumer.kafka.rebalance import PartitionListener
-from consumer.kafka.restore import read_state
+from consumer.kafka.restore import read_state, report_reset
 from consumer.kafka.startup import start_with_retries
 from consumer.kafka.topics import TopicMissingError, TopicSpec, ensure_topics, existing_topics
 from consumer.ops.gc_tuning import batch_friendly_gc
@@ -479,6 +479,7 @@ class Worker:
         async with self._batch_lock:
             for tp in assigned:
                 committed = await self._consumer.committed(tp)
+                report_reset(tp, committed, restored[tp.partition].checkpoint)
                 symbols += self.pipeline.restore_partition(tp.partition, restored[tp.partition], committed)
                 self._expected[tp] = committed
         self.metrics.record_state_restored(symbols)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
@@ -22,6 +24,7 @@ from bullflag_model.output import cnn_output_schema, output_id
 from bullflag_model.synthetic import KINDS, generate_windows
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline
+from consumer.kafka.restore import StateRestoreError, read_state
 from consumer.kafka.topics import TopicMissingError, existing_topics
 from consumer.kafka.worker import Worker
 from consumer.sources.trades import bars_to_ticks
@@ -290,3 +293,35 @@ async def test_a_missing_ticks_topic_stops_the_worker_and_is_not_created(
         await worker.run(asyncio.Event())
     on_cluster = await existing_topics(kafka_bootstrap)
     assert topics["ticks"] not in on_cluster and topics["signals"] in on_cluster
+
+
+async def test_lost_state_is_reported_loudly_and_a_vanished_state_topic_is_not_recreated(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    kafka_admin: AIOKafkaAdminClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await produce(kafka_bootstrap, topics["ticks"], tick_records()[:600])
+    settings = worker_settings(kafka_bootstrap, topics, group_id)
+    tp = TopicPartition(topics["ticks"], 0)
+    first = Worker(settings, consumer_options=FAST_CONSUMER)
+    async with running(first):
+        await wait_for(lambda: first.metrics.registry.get_sample_value("bullflag_commits_total") or 0)
+    committed_before = await committed(kafka_bootstrap, group_id, tp)
+    assert committed_before, "the first worker committed its progress"
+
+    await kafka_admin.delete_topics([settings.state_topic])
+    with pytest.raises(StateRestoreError, match=f"state topic '{settings.state_topic}' is gone"):
+        await read_state(settings, settings.state_topic, [0], 1_000, 200)
+    assert settings.state_topic not in await existing_topics(kafka_bootstrap), "reading did not create it"
+
+    caplog.set_level(logging.ERROR, logger="bullflag.worker")
+    second = Worker(settings, consumer_options=FAST_CONSUMER)
+    async with running(second):
+        await wait_for(lambda: second.ready)
+    lost = [r.getMessage() for r in caplog.records if "saved state was lost" in r.getMessage()]
+    assert lost == [
+        f"partition 0: committed offset {committed_before}, yet the state topic holds nothing for it: "
+        "the saved state was lost (reset); buffers start cold, so its symbols need 200 new bars to be scored"
+    ]
