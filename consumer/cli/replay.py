@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from consumer.config import Settings, connection_settings
 from consumer.kafka.topics import TopicError, TopicSpec, ensure_topics
 from consumer.sources.market import DEFAULT_START_MS, synthetic_market
 from consumer.sources.producer import ProduceStats, Record, bar_records, produce_records, tick_records
-from consumer.sources.readers import read_table, utc_ms
+from consumer.sources.readers import read_table
 from consumer.sources.tables import (
     COLUMN_ALIASES,
     BarTable,
@@ -41,7 +39,7 @@ from consumer.sources.tables import (
     infer_interval_ms,
 )
 from consumer.sources.trades import bars_to_trades
-from consumer.validators import finite_number, integer_at_least, probability
+from consumer.validators import event_time_ms, finite_number, integer_at_least, probability
 
 __all__ = ["add_parser", "run"]
 
@@ -60,18 +58,6 @@ def _interval_ms(text: str) -> int:
         return parse_interval(text)
     except IntervalError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _start_ms(text: str) -> int:
-    """argparse type: epoch milliseconds or an ISO-8601 time (UTC without an offset)."""
-    if re.fullmatch(r"\d+", text.strip()):
-        return int(text)
-    try:
-        return utc_ms(datetime.fromisoformat(text.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither epoch milliseconds nor an ISO-8601 time"
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +191,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--start",
         metavar="TIME",
-        type=_start_ms,
+        type=event_time_ms,
         default=DEFAULT_START_MS,
         help="Start of the first generated bar: epoch ms or ISO-8601 (default 2024-11-25T16:00:00Z).",
     )

@@ -289,7 +289,8 @@ def _prepare(args: argparse.Namespace) -> _Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read, scan and write; exit 2 on unusable input or flags (skipped bad rows are not errors)."""
+    """Read, scan and write; exit 2 on unusable input or flags (skipped bad rows are not errors),
+    1 when the results cannot be written."""
     started = time.perf_counter()
     try:
         plan = _prepare(args)
@@ -297,12 +298,25 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError, PictureError) as exc:
         print(f"bullflag scan: {exc}", file=sys.stderr)
         return 2
-    data = plan.data
     counts = ScanCounts()
     _report(plan.bad, counts)
-    counts.rows = len(data.table)
-    bar = _progress(len(data.table), args.progress)
+    counts.rows = len(plan.data.table)
+    try:
+        _write(args, plan, infer, counts)
+    except (OSError, PictureError) as exc:
+        print(f"bullflag scan: writing the results failed: {exc}", file=sys.stderr)
+        return 1
+    for line in summary_lines(counts, len(plan.data.places), time.perf_counter() - started, plan.workers):
+        print(f"bullflag scan: {line}", file=sys.stderr)
+    return 0
+
+
+def _write(args: argparse.Namespace, plan: _Plan, infer: BullFlagCNNInfer, counts: ScanCounts) -> None:
+    """Scan the chunks and write each one's documents as it comes, with the progress bar."""
+    bar = _progress(len(plan.data.table), args.progress)
     with contextlib.ExitStack() as stack:
+        if bar is not None:
+            stack.callback(bar.close)
         out: IO[bytes] = (
             stack.enter_context(args.out.open("wb")) if args.out is not None else sys.stdout.buffer
         )
@@ -313,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
             write_lines(out, result.values)
             if sink is not None:
                 sink.write(result.values)
-            _report([BadRow(_where(data, row), why, detail) for row, why, detail in result.refused], counts)
+            refused = [BadRow(_where(plan.data, row), why, detail) for row, why, detail in result.refused]
+            _report(refused, counts)
             counts.windows += result.windows
             counts.documents += len(result.values)
             counts.signals += result.signals
@@ -321,11 +336,6 @@ def run(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.update(result.rows)
         out.flush()
-    if bar is not None:
-        bar.close()
-    for line in summary_lines(counts, len(data.places), time.perf_counter() - started, plan.workers):
-        print(f"bullflag scan: {line}", file=sys.stderr)
-    return 0
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:

@@ -216,3 +216,10 @@ def test_without_tqdm_there_is_no_bar_and_no_error(
     out = tmp_path / "out.jsonl"
     assert main(["scan", str(market), "--out", str(out), "--progress"]) == 0
     assert out.stat().st_size > 0
+
+
+def test_an_output_that_cannot_be_written_exits_1(
+    market: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(market), "--out", str(tmp_path / "missing" / "out.jsonl")]) == 1
+    assert "writing the results failed" in capsys.readouterr().err
