@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in summary_lines(report):
         print(line)
+    _spare_the_exit()
     return 0
+
+
+def _spare_the_exit() -> None:
+    """Move every object alive now out of the cyclic collector's reach, as the command ends.
+
+    The interpreter's shutdown otherwise walks the whole heap (torch, the model, the market)
+    collecting garbage that is about to be discarded anyway: about 0.7 s of the demo's wall time
+    here. Reference counting still frees what is no longer used; only reference cycles made
+    before this point stay uncollected, which a caller that goes on (a test calling ``main``)
+    can afford: they are the demo's, freed with the process.
+    """
+    gc.freeze()
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
