@@ -84,6 +84,7 @@ class PartitionOutcome:
     trade_bars: int
     gap_bars: int
     refused_symbols: list[str]
+    """New symbols turned away at the symbol limit (by the aggregator or the buffers), sorted."""
     windows: Windows
     stored: StoredBars
     commit: int
@@ -209,7 +210,13 @@ class BarPipeline:
         self._track_open_bars(aggregator, progress, decoded, result, open_before, partition_max, offsets)
         commit, mark = self._commit_point(aggregator, progress, int(offsets[-1]) + 1 if len(offsets) else 0)
         fresh = [r for r in rejects if offsets[r.index] >= progress.replay_until]
-        return self._outcome(fresh, len(rejects) - len(fresh), result, commit, mark)
+        outcome = self._outcome(fresh, len(rejects) - len(fresh), result, commit, mark)
+        refused_here = _refused_symbols(decoded, result.rejects)
+        if refused_here:
+            outcome = dataclasses.replace(
+                outcome, refused_symbols=sorted({*outcome.refused_symbols, *refused_here})
+            )
+        return outcome
 
     def close_expired(self, partition: int, event_time_ms: int) -> Windows:
         """Raise the partition's watermark to ``event_time_ms`` - lateness without a record;
@@ -364,6 +371,15 @@ class BarPipeline:
         rows = np.flatnonzero(appended.stored)
         stored = StoredBars([closed.symbols[i] for i in rows.tolist()], closed.bar_start[rows], ohlcv[rows])
         return windows, appended.refused, stored
+
+
+def _refused_symbols(decoded: DecodedTicks | DecodedBars, rejects: list[Reject]) -> set[str]:
+    """The symbols whose records the aggregator refused for ``max_symbols`` in this batch."""
+    positions = [r.index for r in rejects if r.reason is RejectReason.MAX_SYMBOLS]
+    if not positions:
+        return set()
+    rows = np.flatnonzero(np.isin(decoded.index, positions)).tolist()
+    return {decoded.symbols[i] for i in rows}
 
 
 def future_mask(ts: np.ndarray, partition_max: int, max_jump_ms: int, latest_allowed_ms: int) -> np.ndarray:

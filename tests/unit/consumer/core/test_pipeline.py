@@ -124,3 +124,15 @@ def test_a_tick_from_the_year_3000_closes_nothing() -> None:
     expected = reference.process(0, values, keys)
     assert [(r.index, r.reason) for r in outcome.rejects] == [(150, "future_ts"), (151, "invalid_json")]
     assert by_bar(outcome.windows).keys() == by_bar(expected.windows).keys()
+
+
+def test_symbols_refused_at_the_limit_are_reported_once_per_batch() -> None:
+    values = [
+        orjson.dumps({"symbol": symbol, "ts": 1_700_000_000_000 + i, "price": 10.0})
+        for i, symbol in enumerate(["A", "B", "C", "B", "A"])
+    ]
+    outcome = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, max_symbols=1).process(
+        0, values, [orjson.loads(v)["symbol"].encode() for v in values]
+    )
+    assert outcome.refused_symbols == ["B", "C"]
+    assert [r.index for r in outcome.rejects if r.reason == "max_symbols"] == [1, 2, 3]
