@@ -1,6 +1,6 @@
 """Every benchmark with its default sizes, one after another, each in a fresh process.
 
-Run: ``python -m benchmarks`` (about fifteen minutes on a 2-core machine). Each script prints its
+Run: ``python -m benchmarks`` (about twenty minutes on a 2-core machine). Each script prints its
 tables and writes its JSON to ``benchmarks/results/``; the first one that fails stops the run.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SCRIPTS = ("bench_gradcam", "bench_worker", "bench_peer", "bench_state", "bench_scan")
+SCRIPTS = ("bench_gradcam", "bench_worker", "bench_peer", "bench_state", "bench_scan", "bench_demo")
 
 
 def main() -> int:
