@@ -223,3 +223,19 @@ def test_an_output_that_cannot_be_written_exits_1(
 ) -> None:
     assert main(["scan", str(market), "--out", str(tmp_path / "missing" / "out.jsonl")]) == 1
     assert "writing the results failed" in capsys.readouterr().err
+
+
+def test_rows_too_far_ahead_of_the_whole_input_are_future_ts_as_in_one_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BULLFLAG_MAX_TIME_JUMP", "1h")
+    path = tmp_path / "t.csv"
+    late = T0 + 3 * 3_600_000
+    path.write_text(f"symbol,ts,price\nA,{T0},1.0\nA,{T0 + MINUTE},1.1\nB,{late},2.0\nB,{late + 1},2.1\n")
+
+    assert main(["scan", str(path), "--out", str(tmp_path / "out.jsonl"), "--no-progress"]) == 0
+
+    err = capsys.readouterr().err
+    assert f"skipped {path}, line 4: future_ts: ts {late} is too far ahead" in err
+    assert f"skipped {path}, line 5: future_ts" in err
+    assert "skipped 2 bad rows: future_ts 2" in err
