@@ -25,15 +25,14 @@ import numpy as np
 from aiokafka.errors import KafkaError
 
 from bullflag_model.intervals import IntervalError, format_interval, parse_interval
+from consumer.cli.table_flags import add_column_arguments, column_names
 from consumer.config import Settings, connection_settings
 from consumer.kafka.topics import TopicError, TopicSpec, ensure_topics
 from consumer.sources.market import DEFAULT_START_MS, synthetic_market
 from consumer.sources.producer import ProduceStats, Record, bar_records, produce_records, tick_records
 from consumer.sources.readers import read_table
 from consumer.sources.tables import (
-    COLUMN_ALIASES,
     BarTable,
-    ColumnNames,
     ReplayError,
     TradeTable,
     infer_interval_ms,
@@ -69,11 +68,6 @@ class _Plan:
     summary: str
 
 
-def _column_names(args: argparse.Namespace) -> ColumnNames:
-    """The ``--*-column`` flags as a :class:`ColumnNames`."""
-    return ColumnNames(**{role: getattr(args, f"{role}_column") for role in COLUMN_ALIASES})
-
-
 def _plan(args: argparse.Namespace) -> _Plan:
     """Load the source named by ``args`` and turn it into the records to send."""
     if (args.path is None) != bool(args.generate):
@@ -87,7 +81,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         interval = market.interval_ms
         source = f"a generated market (seed {args.seed})"
     else:
-        table = read_table(args.path, _column_names(args), symbol=args.symbol, time_unit=args.time_unit)
+        table = read_table(args.path, column_names(args), symbol=args.symbol, time_unit=args.time_unit)
         source = str(args.path)
     if args.input == "bars":
         if isinstance(table, TradeTable):
@@ -209,25 +203,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         default=None,
         help="Bar length, e.g. 1m (default: 1m when generating, inferred from a file's bars).",
     )
-    columns = parser.add_argument_group("columns (found by name unless given)")
-    columns.add_argument(
-        "--symbol",
-        metavar="SYMBOL",
-        default=None,
-        help="Symbol of a file without a symbol column (with one: replay only this symbol's rows).",
-    )
-    for role, aliases in COLUMN_ALIASES.items():
-        columns.add_argument(
-            f"--{role}-column",
-            default=None,
-            metavar="NAME",
-            help=f"Default: the first of {', '.join(aliases)}.",
-        )
-    columns.add_argument(
-        "--time-unit",
-        choices=("auto", "s", "ms", "us", "ns"),
-        default="auto",
-        help="Unit of epoch-number times (default auto: from their magnitude).",
+    add_column_arguments(
+        parser, "Symbol of a file without a symbol column (with one: replay only this symbol's rows)."
     )
     kafka = parser.add_argument_group("output")
     kafka.add_argument(

@@ -44,13 +44,12 @@ from consumer.cli.scanning import (
     scan_chunk,
     start_worker,
 )
+from consumer.cli.table_flags import add_column_arguments, column_names
 from consumer.config import Settings, env_name, load_settings
 from consumer.core.record_rules import RejectReason
 from consumer.sources.readers import BadRow, read_rows
 from consumer.sources.tables import (
-    COLUMN_ALIASES,
     BarTable,
-    ColumnNames,
     ReplayError,
     TradeTable,
     infer_interval_ms,
@@ -113,7 +112,7 @@ def table_files(paths: Iterable[Path]) -> list[Path]:
 
 def _read(args: argparse.Namespace, files: list[Path]) -> _Input:
     """Read every file tolerantly and merge them into one event-time order (stable: file order)."""
-    given = ColumnNames(**{role: getattr(args, f"{role}_column") for role in COLUMN_ALIASES})
+    given = column_names(args)
     parts = [read_rows(path, given, symbol=args.symbol, time_unit=args.time_unit) for path in files]
     kinds = {type(part.table) for part in parts}
     if len(kinds) > 1:
@@ -391,25 +390,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="Score only windows whose last bar ends at or before TIME (earlier rows still fill "
         "the windows).",
     )
-    columns = parser.add_argument_group("columns (found by name unless given)")
-    columns.add_argument(
-        "--symbol",
-        metavar="SYMBOL",
-        default=None,
-        help="Symbol of files without a symbol column (with one: scan only this symbol's rows).",
-    )
-    for role, aliases in COLUMN_ALIASES.items():
-        columns.add_argument(
-            f"--{role}-column",
-            default=None,
-            metavar="NAME",
-            help=f"Default: the first of {', '.join(aliases)}.",
-        )
-    columns.add_argument(
-        "--time-unit",
-        choices=("auto", "s", "ms", "us", "ns"),
-        default="auto",
-        help="Unit of epoch-number times (default auto: from their magnitude).",
+    add_column_arguments(
+        parser, "Symbol of files without a symbol column (with one: scan only this symbol's rows)."
     )
     model = parser.add_argument_group(
         "worker settings (flag > BULLFLAG_* environment > default, as bullflag run)"
