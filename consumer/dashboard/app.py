@@ -112,6 +112,20 @@ class Dashboard:
         self._tasks = [asyncio.create_task(job) for job in jobs]
         log.info("dashboard on %s for topic %r", self.url, self.settings.signals_topic)
 
+    def follow_worker(self, metrics_url: str) -> None:
+        """Show the worker at ``metrics_url`` from now on (one that started after the page did).
+
+        Raises :class:`~consumer.dashboard.probe.ProbeUrlError` for a URL that is not
+        ``http://HOST:PORT``, and :class:`RuntimeError` when a worker is already followed or
+        the page is not serving.
+        """
+        if self.probe is not None:
+            raise RuntimeError(f"the dashboard already follows the worker at {self.probe.url}")
+        if not self._tasks:
+            raise RuntimeError("start the dashboard before giving it a worker to follow")
+        self.probe = WorkerProbe(metrics_url)
+        self._tasks.append(asyncio.create_task(self.probe.run()))
+
     async def stop(self) -> None:
         """Stop the readers, close every event stream and release the port."""
         self._signals.stop()

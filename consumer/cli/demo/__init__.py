@@ -52,7 +52,7 @@ from consumer.cli.demo.plan import (
     DemoError,
     DemoOptions,
 )
-from consumer.validators import finite_number, integer_at_least, probability
+from consumer.validators import finite_number, integer_at_least, port, probability
 
 __all__ = ["add_parser", "run"]
 
@@ -68,6 +68,7 @@ def _options(args: argparse.Namespace) -> DemoOptions:
         "threshold": args.threshold,
         "max_plots": args.max_plots,
         "checkpoint": args.checkpoint,
+        "dashboard_port": None if args.no_dashboard else args.dashboard_port,
     }
     if args.out is not None:
         values["out"] = args.out
@@ -194,6 +195,15 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         default=None,
         help="Checkpoint file (default: the shipped one).",
     )
+    parser.add_argument(
+        "--dashboard-port",
+        metavar="PORT",
+        type=port,
+        default=0,
+        help="Port of the live signals page on 127.0.0.1, whose URL the demo prints "
+        "(default 0: any free one). The page stops with the demo.",
+    )
+    parser.add_argument("--no-dashboard", action="store_true", help="Run without the live signals page.")
     parser.add_argument(
         "--offline", action="store_true", help="Score generated windows in one batch, without Kafka."
     )

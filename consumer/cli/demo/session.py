@@ -28,6 +28,7 @@ from consumer.cli.demo.report import DemoReport, DemoStats
 from consumer.cli.demo.views import Progress, SignalEvent, View
 from consumer.cli.pictures import PictureError, default_out, output_title, window_bars
 from consumer.config import Settings
+from consumer.dashboard import Dashboard
 from consumer.kafka.embedded_broker import BrokerError, EmbeddedBroker
 from consumer.kafka.topic_reader import TopicReadError, read_partitions
 from consumer.kafka.topics import TopicError, TopicSpec, ensure_topics
@@ -100,6 +101,7 @@ class _Session:
         worker: Worker,
         view: View,
         painter: Painter,
+        dashboard: Dashboard | None,
     ) -> None:
         self.plan = plan
         self.options = options
@@ -107,6 +109,7 @@ class _Session:
         self.worker = worker
         self.view = view
         self.painter = painter
+        self.dashboard = dashboard
         self.stats = DemoStats()
         self.phase = "starting"
         self.started = time.monotonic()
@@ -243,15 +246,21 @@ class _Session:
             yield record
 
     async def _refresh(self) -> None:
-        """Redraw the view a few times a second; announce the metrics URL once it is serving."""
+        """Redraw the view a few times a second; announce the metrics URL once it is serving.
+
+        The dashboard, started before the worker, follows the worker's probe server from then on.
+        """
         while True:
             if not self.metrics_url and self.worker.health_server is not None:
                 try:
-                    self.metrics_url = f"{self.worker.health_server.url}/metrics"
+                    probe_url = self.worker.health_server.url
                 except RuntimeError:
                     pass
                 else:
+                    self.metrics_url = f"{probe_url}/metrics"
                     self.view.note(f"metrics  {self.metrics_url}  (/healthz, /readyz alongside)")
+                    if self.dashboard is not None:
+                        self.dashboard.follow_worker(probe_url)
             self.view.progress(self.progress())
             await asyncio.sleep(_REFRESH_S)
 
@@ -323,6 +332,23 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, interrupt: asyncio.Event, 
             loop.remove_signal_handler(signum)
 
 
+async def _start_dashboard(settings: Settings, port: int | None, view: View) -> Dashboard | None:
+    """The live signals page on loopback ``port`` (``None``: none), serving; its URL is announced."""
+    if port is None:
+        return None
+    dashboard = Dashboard(settings, "127.0.0.1", port)
+    try:
+        await dashboard.start()
+    except OSError as exc:
+        await dashboard.stop()
+        raise DemoError(
+            f"--dashboard-port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+            "choose another port, 0 for any free one, or --no-dashboard."
+        ) from None
+    view.note(f"page     {dashboard.url}  (live signals, charts with Grad-CAM; stops with the demo)")
+    return dashboard
+
+
 async def run_demo(options: DemoOptions, view: View) -> DemoReport:
     """Broker, topics, worker, replay and watcher in this event loop; return what happened."""
     started = time.monotonic()
@@ -355,11 +381,14 @@ async def run_demo(options: DemoOptions, view: View) -> DemoReport:
                 f"drawn as the signals arrive by {processes} process{'es' if processes != 1 else ''})"
             )
             with Painter(processes) as painter:
-                session = _Session(plan, options, settings, worker, view, painter)
+                dashboard = await _start_dashboard(settings, options.dashboard_port, view)
+                session = _Session(plan, options, settings, worker, view, painter, dashboard)
                 try:
                     stopped_by = await session.run(interrupt)
                 finally:
                     view.close(session.progress())
+                    if dashboard is not None:
+                        await dashboard.stop()
     return DemoReport(
         plan=plan,
         stats=session.stats,

@@ -143,3 +143,24 @@ async def test_the_probe_reads_readiness_and_key_metrics_from_the_worker() -> No
     with pytest.raises(ProbeUrlError, match="http://HOST:PORT"):
         WorkerProbe("localhost:9108")
     assert key_metrics("# nothing\n") == {}
+
+
+async def test_a_worker_that_starts_after_the_page_is_followed_from_then_on(dashboard: Dashboard) -> None:
+    assert dashboard.status()["worker"]["detail"] == "no metrics URL given"
+    metrics = WorkerMetrics(model_version="test", threshold=0.5)
+    metrics.record_consumed("ticks", 7)
+    async with HealthServer(HOST, 0, metrics, health=lambda: True, ready=lambda: True) as server:
+        dashboard.follow_worker(server.url)
+        await until(lambda: dashboard.status()["worker"]["ready"] is True)
+        assert dashboard.status()["worker"]["metrics"]["records consumed"] == 7
+        with pytest.raises(RuntimeError, match="already follows"):
+            dashboard.follow_worker(server.url)
+
+
+async def test_following_a_worker_needs_a_started_page_and_a_probe_url() -> None:
+    settings = Settings(bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(RuntimeError, match="start the dashboard"):
+        Dashboard(settings).follow_worker("http://127.0.0.1:9108")
+    async with Dashboard(settings) as running:
+        with pytest.raises(ProbeUrlError):
+            running.follow_worker("localhost:9108")
