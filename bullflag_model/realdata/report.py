@@ -21,6 +21,7 @@ from bullflag_model.features import FEATURE_SPEC, SEQ_LEN, features_in_chunks
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
 from bullflag_model.realdata.candidates import rule_flag_labels
 from bullflag_model.realdata.labels import Label, window_end_index
+from bullflag_model.realdata.market_stats import bar_statistics, pole_statistics
 from bullflag_model.realdata.series import HELD_OUT_SERIES, RealSeries
 from bullflag_model.realdata.shift import channel_shift
 from bullflag_model.synthetic import DEFAULT_PARAMS, GeneratorParams, generate_windows
@@ -150,6 +151,7 @@ def evaluate_series(
         "rule_flag_fraction": float(rule.mean()),
         "rule_flag_windows": int(rule.sum()),
         "channels": shift,
+        "market": {**bar_statistics(series.bars[None]), **pole_statistics(np.ascontiguousarray(windows))},
         "held_out": series.name == HELD_OUT_SERIES,
     }
     scores = SeriesScores(series, probs, sequence, top_windows(sequence, top_count))
@@ -220,7 +222,8 @@ def evaluate_real(
 ) -> tuple[dict[str, Any], dict[str, SeriesScores]]:
     """The real-data report (plain JSON types) and each series' scores, for the galleries."""
     log(f"generating {synthetic_windows} reference windows (seed {SYNTHETIC_SEED})")
-    synthetic = features_in_chunks(generate_windows(synthetic_windows, SYNTHETIC_SEED, params).bars)
+    synthetic_bars = generate_windows(synthetic_windows, SYNTHETIC_SEED, params).bars
+    synthetic = features_in_chunks(synthetic_bars)
     sections, scored = {}, {}
     for one in series:
         log(f"scoring {one.name}: {one.bars.shape[0]} bars")
@@ -229,7 +232,11 @@ def evaluate_real(
         )
     report: dict[str, Any] = {
         "serving_threshold": threshold,
-        "synthetic_reference": {"windows": synthetic_windows, "seed": SYNTHETIC_SEED},
+        "synthetic_reference": {
+            "windows": synthetic_windows,
+            "seed": SYNTHETIC_SEED,
+            "market": {**bar_statistics(synthetic_bars), **pole_statistics(synthetic_bars, params)},
+        },
         "series": sections,
         "labels": score_labels(scored, labels),
         "rule_labeller_vs_labels": rule_agreement(scored, labels, params),
