@@ -5,5 +5,6 @@ series come from files that the ``backtesting`` and ``arch`` packages ship (the 
 read from the installed package, never downloaded. ``series`` loads them, ``shift`` measures how
 far real windows sit from generated ones, ``labels`` reads the frozen chart-read labels,
 ``candidates`` finds pole-then-pullback windows and applies the generator's rule labeller to them,
+``market_stats`` measures the gap, wick and volume traits a generator must match,
 ``report`` assembles the per-series report and ``gallery`` draws its pictures.
 """
