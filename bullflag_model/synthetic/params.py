@@ -89,7 +89,10 @@ class GeneratorParams:
     (flag height and retrace) or of the flag height (breakout extension, retest depth,
     continuation gain), so a pattern's strength relative to the noise does not depend on the price
     level. The ``*_style`` fields hold each bull-flag phase's noise, reversion, curvature and volume
-    ranges; hard negatives' shapes are fixed in their planners. ``volatility_scale``,
+    ranges; hard negatives' shapes are fixed in their planners. ``open_gap_probability`` bars
+    (session opens, news) move ``open_gap_carry_range`` of their close-to-close move in the gap
+    at the open; ``bare_wick_probability`` is each bar's chance of no upper (and, drawn apart, no
+    lower) wick; both are 0 in the training distribution so far. ``volatility_scale``,
     ``flag_length_scale`` and ``volume_informative`` shift the distribution for robustness
     reports; 1.0/1.0/True is the training distribution.
     """
@@ -136,6 +139,9 @@ class GeneratorParams:
     volume_coupling_range: tuple[float, float] = (0.3, 0.8)
     gap_probability: float = 0.1
     gap_runs_range: tuple[int, int] = (1, 4)
+    open_gap_probability: float = 0.0
+    open_gap_carry_range: tuple[float, float] = (0.5, 0.9)
+    bare_wick_probability: float = 0.0
     freshness_bars: int = 20
     min_flag_bars: int = 5
     min_pole_z: float = 3.5
@@ -170,6 +176,10 @@ class GeneratorParams:
             raise ValueError("bull_stage_weights needs 6 weights with a positive sum")
         if self.volatility_scale <= 0 or self.flag_length_scale <= 0:
             raise ValueError("volatility_scale and flag_length_scale must be positive")
+        if not all(0.0 <= q <= 1.0 for q in (self.open_gap_probability, self.bare_wick_probability)):
+            raise ValueError("open_gap_probability and bare_wick_probability must lie in [0, 1]")
+        if self.open_gap_carry_range[1] > 1.0:
+            raise ValueError("open_gap_carry_range must lie in [0, 1]")
         if self.max_shock <= 0 or self.min_flag_bars < 2 or self.freshness_bars < 0:
             raise ValueError("max_shock must be > 0, min_flag_bars >= 2, freshness_bars >= 0")
 

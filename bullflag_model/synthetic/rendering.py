@@ -130,7 +130,37 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     prices[..., HIGH] = prices.max(axis=-1)
     prices[..., LOW] = prices[..., [OPEN, CLOSE, LOW]].min(axis=-1)
     volume = _volume(rng, plan.volume, np.abs(shocks), p)
+    if p.open_gap_probability > 0 or p.bare_wick_probability > 0:
+        prices = market_bar_traits(rng, prices, prev_close, p)
     return np.concatenate([prices, volume[..., None]], axis=-1)
+
+
+def market_bar_traits(
+    rng: np.random.Generator, prices: np.ndarray, prev_close: np.ndarray, p: GeneratorParams
+) -> np.ndarray:
+    """Open gaps and bare wicks on OHLC ``prices [m, L, 4]``, keeping every close.
+
+    A gap bar opens at ``prev + carry * (close - prev)`` (log prices, ``prev_close [m, L]``), so
+    the gap carries that share of the bar's move and the body the rest; its wicks keep their
+    lengths. A bare-wick bar's high (low) is its body's. Draws come after all others in
+    ``render``, so closes and volume do not change with these knobs.
+    """
+    logs = np.log(prices)
+    o, h, low, c = (logs[..., i] for i in (OPEN, HIGH, LOW, CLOSE))
+    m, total = c.shape
+    top_wick = h - np.maximum(o, c)
+    bottom_wick = np.minimum(o, c) - low
+    if p.open_gap_probability > 0:
+        gap = rng.random((m, total)) < p.open_gap_probability
+        carry = uniform(rng, p.open_gap_carry_range, m)[:, None]
+        o = np.where(gap, prev_close + carry * (c - prev_close), o)
+    if p.bare_wick_probability > 0:
+        top_wick = np.where(rng.random((m, total)) < p.bare_wick_probability, 0.0, top_wick)
+        bottom_wick = np.where(rng.random((m, total)) < p.bare_wick_probability, 0.0, bottom_wick)
+    out = np.stack([o, np.maximum(o, c) + top_wick, np.minimum(o, c) - bottom_wick, c], axis=-1)
+    out = np.exp(out)
+    out[..., CLOSE] = prices[..., CLOSE]
+    return out
 
 
 def _volume(

@@ -20,6 +20,7 @@ from bullflag_model.checkpoint import CheckpointError, load_checkpoint
 from bullflag_model.evaluation.experiments import EvaluationConfig, EvaluationError
 from bullflag_model.evaluation.report import evaluate_model, write_outputs
 from bullflag_model.synthetic import DEFAULT_PARAMS, GeneratorParams
+from consumer.cli import evaluate_real
 
 FALLBACK_THRESHOLD = 0.5
 
@@ -37,6 +38,9 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """``bullflag evaluate``: exit code 2 with one line on stderr for an unusable checkpoint or setting."""
+    if args.draw_labels and not args.real:
+        print("bullflag evaluate: --draw-labels needs --real", file=sys.stderr)
+        return 2
     if importlib.util.find_spec("matplotlib") is None:
         print(
             "bullflag evaluate: the report's figures need matplotlib; "
@@ -44,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.real:
+        return evaluate_real.run(args)
     try:
         return _run(args)
     except (CheckpointError, EvaluationError) as exc:
@@ -116,4 +122,5 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/evaluation", help="Folder for report.json and figures.")
     parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
     parser.add_argument("--json", action="store_true", help="Print the JSON report to stdout.")
+    evaluate_real.add_arguments(parser)
     parser.set_defaults(handler=run)
