@@ -55,6 +55,18 @@ class Settings:
     allowed_lateness: str = setting(
         "5s", "How late (event time) a tick may arrive and still count.", v.duration
     )
+    gaps: str = setting(
+        "auto",
+        "Intervals without trades: 'flat' (a flat zero-volume bar at the previous close), 'skip' "
+        "(none: a window is the last bars that traded), 'session' (flat bars only inside the "
+        "sessions of --calendar); 'auto': flat for ticks, skip for bars.",
+        v.choice("auto", "flat", "skip", "session"),
+    )
+    calendar: str = setting(
+        "",
+        "Exchange calendar of --gaps session, by its exchange_calendars name (e.g. XNYS, XLON); "
+        "needs the 'calendars' extra.",
+    )
     max_time_jump: str = setting(
         "7d",
         "Records this far ahead of their partition's newest event time are dead-lettered (future_ts).",
@@ -132,9 +144,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Name the state topic after the group, so two applications never share state; refuse a
-        heartbeat that is not shorter than the session timeout (the group would never be stable)."""
+        heartbeat that is not shorter than the session timeout (the group would never be stable) and
+        a session gap policy without a calendar."""
         if not self.state_topic:
             object.__setattr__(self, "state_topic", f"{self.group_id}.state")
+        if self.gaps == "session" and not self.calendar:
+            raise SettingsError("setting --calendar: --gaps session needs a calendar, e.g. --calendar XNYS")
         if parse_duration_ms(self.heartbeat_interval) >= parse_duration_ms(self.session_timeout):
             raise SettingsError(
                 f"setting --heartbeat-interval {self.heartbeat_interval} must be shorter than "

@@ -47,6 +47,7 @@ from consumer.cli.scanning import (
 from consumer.cli.table_flags import add_column_arguments, column_names
 from consumer.config import Settings, env_name, load_settings
 from consumer.core.record_rules import RejectReason
+from consumer.sessions import gap_rule
 from consumer.sources.readers import BadRow, read_rows
 from consumer.sources.tables import (
     BarTable,
@@ -283,6 +284,7 @@ def _prepare(args: argparse.Namespace) -> _Plan:
         args.last_ms,
         args.png,
         threads,
+        gap_rule(settings, "bars" if kind == "bars" else "ticks"),
     )
     return _Plan(data, job, [*data.bad, *future], parts, workers)
 
@@ -407,6 +409,16 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         default=None,
         help="How late (event time) a tick may arrive and still count (default 5s).",
+    )
+    model.add_argument(
+        "--gaps",
+        choices=("auto", "flat", "skip", "session"),
+        default=None,
+        help="Intervals without trades: flat bars, none (skip), or flat only inside --calendar's "
+        "sessions (default auto: flat for trades, skip for bars, as the worker).",
+    )
+    model.add_argument(
+        "--calendar", metavar="NAME", default=None, help="Exchange calendar of --gaps session, e.g. XNYS."
     )
     model.add_argument(
         "--threshold",

@@ -18,7 +18,7 @@ has consumed the whole file; each symbol's last bar is otherwise still open, so 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +29,7 @@ from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.output import CNNDocument
 from consumer.cli.pictures import default_out, render_output
 from consumer.config import Settings
+from consumer.core.gaps import GapRule
 from consumer.core.pipeline import BarPipeline, InputKind, Windows, future_mask
 from consumer.core.record_rules import MAX_TS_MS
 from consumer.core.scoring import PublishMode, Scorer
@@ -76,6 +77,7 @@ class ScanJob:
     last_ms: int | None = None
     png_dir: Path | None = None
     torch_threads: int = 0
+    gaps: GapRule = field(default_factory=GapRule.flat)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ def scan_chunk(chunk: Chunk) -> ChunkResult:
         max_record_bytes=settings.max_record_bytes,
         max_time_jump_ms=_NO_LIMIT,
         max_clock_skew_ms=_NO_LIMIT,
+        gap_rule=job.gaps,
     )
     encoded = bar_records(chunk.table) if isinstance(chunk.table, BarTable) else tick_records(chunk.table)
     keys, values, _ = zip(*encoded, strict=True) if len(chunk.table) else ((), (), ())

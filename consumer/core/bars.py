@@ -34,11 +34,13 @@ Duplicates
     closed then), so memory holds the ids of about the last ``interval + allowed_lateness`` of
     event time.
 Gaps
-    Intervals without ticks between two bars of a symbol are emitted as flat bars at the
-    previous close (open = high = low = close, volume 0, count 0) so that a symbol's bars are
-    contiguous in bar units; at most ``max_gap_bars`` (default 200, the window length) per gap,
-    the most recent ones, since older ones cannot reach a 200-bar window. Gap bars are emitted
-    when the symbol's next tick arrives: a quiet symbol without an open bar emits nothing.
+    Intervals without ticks between two bars of a symbol that the gap rule fills
+    (:mod:`consumer.core.gaps`: all of them for ``flat``, the default; none for ``skip``; those
+    inside trading sessions for ``session``) are emitted as flat bars at the previous close
+    (open = high = low = close, volume 0, count 0); at most ``max_gap_bars`` (default 200, the
+    window length) per gap, the most recent ones, since older ones cannot reach a 200-bar
+    window. Gap bars are emitted when the symbol's next tick arrives: a quiet symbol without an
+    open bar emits nothing.
 Max symbols
     At most ``max_symbols`` symbols per partition; ticks of further symbols are rejected with
     reason ``max_symbols``. Symbols are never forgotten (their last bar seeds gap filling).
@@ -81,6 +83,7 @@ from consumer.core.bar_kernels import (
     segmented_cummax,
     stable_order,
 )
+from consumer.core.gaps import GapRule, fill_starts
 from consumer.core.record_rules import Reject, RejectReason
 from consumer.core.ticks import DecodedBars, DecodedTicks
 
@@ -103,6 +106,7 @@ class BarAggregator:
         *,
         max_gap_bars: int = DEFAULT_MAX_GAP_BARS,
         max_symbols: int = DEFAULT_MAX_SYMBOLS,
+        gap_rule: GapRule | None = None,
     ) -> None:
         _require_int("interval_ms", interval_ms, minimum=1)
         _require_int("allowed_lateness_ms", allowed_lateness_ms, minimum=0)
@@ -112,6 +116,7 @@ class BarAggregator:
         self.allowed_lateness_ms = allowed_lateness_ms
         self.max_gap_bars = max_gap_bars
         self.max_symbols = max_symbols
+        self.gap_rule = gap_rule if gap_rule is not None else GapRule.flat()
         self._names: list[str] = []
         self._index: dict[str, int] = {}
         self._state = SymbolBars(min(_INITIAL_SYMBOLS, max_symbols))
@@ -375,18 +380,14 @@ class BarAggregator:
     def _gap_bars(
         self, groups: BarColumns, previous_start: np.ndarray, previous_close: np.ndarray
     ) -> BarColumns | None:
-        """Flat bars at the previous close for the empty intervals before each group's bar."""
-        iv = self.interval_ms
-        known = previous_start != NO_BAR
-        gaps = np.where(known, (groups.start - previous_start) // iv - 1, 0)
-        np.minimum(gaps, self.max_gap_bars, out=gaps)
-        np.maximum(gaps, 0, out=gaps)
-        total = int(gaps.sum())
+        """Flat bars at the previous close for the empty intervals before each group's bar that
+        the gap rule fills."""
+        owner, start = fill_starts(
+            previous_start, groups.start, self.interval_ms, self.max_gap_bars, self.gap_rule
+        )
+        total = len(owner)
         if total == 0:
             return None
-        owner = np.repeat(np.arange(len(gaps)), gaps)
-        offset = np.arange(total) - np.repeat(np.cumsum(gaps) - gaps, gaps)
-        start = groups.start[owner] - (gaps[owner] - offset) * iv
         price = previous_close[owner]
         return BarColumns(
             groups.sid[owner],

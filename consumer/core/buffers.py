@@ -157,11 +157,13 @@ class RingBuffers:
                 removed += 1
         return removed
 
-    def restore_bars(self, symbol: str, bar_start: np.ndarray, ohlcv: np.ndarray) -> int:
+    def restore_bars(
+        self, symbol: str, bar_start: np.ndarray, ohlcv: np.ndarray, count: int | None = None
+    ) -> int:
         """Replace ``symbol``'s buffer with bars oldest first (``bar_start`` int64[n], ``ohlcv`` [n, 5]).
 
-        Keeps the newest ``capacity``. Returns the slot, or -1 when the symbol is new and
-        ``max_symbols`` is reached.
+        Keeps the newest ``capacity``; ``count`` is the number of bars ever appended (default
+        n). Returns the slot, or -1 when the symbol is new and ``max_symbols`` is reached.
         """
         keep = min(len(bar_start), self.capacity)
         slots, _ = self._assign([symbol])
@@ -172,7 +174,7 @@ class RingBuffers:
         self._start[slot, :keep] = bar_start[len(bar_start) - keep :]
         self._bars[slot, :keep] = ohlcv[len(ohlcv) - keep :]
         self._position[slot] = keep % self.capacity
-        self._count[slot] = len(bar_start)
+        self._count[slot] = len(bar_start) if count is None else max(count, len(bar_start))
         self._latest[slot] = bar_start[-1] if len(bar_start) else EMPTY_START
         return slot
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBars
 from consumer.core.buffers import RingBuffers
+from consumer.core.gaps import GapRule
 from consumer.core.record_rules import Reject, RejectReason
 from consumer.core.state import RestoredPartition
 from consumer.core.ticks import DecodedBars, DecodedTicks, TickDecoder
@@ -62,11 +63,13 @@ class Windows:
 
 @dataclass(frozen=True)
 class StoredBars:
-    """Bars appended to the ring buffers by one batch (what the state changelog must record)."""
+    """Bars appended to the ring buffers by one batch (what the state changelog must record);
+    ``sequence`` int64[m] is each bar's number within its symbol (0 for its first)."""
 
     symbols: list[str]
     bar_start: np.ndarray
     ohlcv: np.ndarray
+    sequence: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class BarPipeline:
         max_time_jump_ms: int = 7 * 86_400_000,
         max_clock_skew_ms: int = 3_600_000,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        gap_rule: GapRule | None = None,
     ) -> None:
         self.max_time_jump_ms = max_time_jump_ms
         self.max_clock_skew_ms = max_clock_skew_ms
@@ -136,6 +140,7 @@ class BarPipeline:
         self.input_kind = input_kind
         self.seq_len = seq_len
         self.max_symbols = max_symbols
+        self.gap_rule = gap_rule if gap_rule is not None else GapRule.flat()
         self.decoder = TickDecoder(max_bytes=max_record_bytes)
         self.buffers = RingBuffers(capacity=seq_len, max_symbols=max_symbols)
         self.aggregators: dict[int, BarAggregator] = {}
@@ -145,9 +150,17 @@ class BarPipeline:
         """The partition's aggregator, created on first use."""
         if partition not in self.aggregators:
             self.aggregators[partition] = BarAggregator(
-                self.interval_ms, self.allowed_lateness_ms, max_symbols=self.max_symbols
+                self.interval_ms,
+                self.allowed_lateness_ms,
+                max_symbols=self.max_symbols,
+                gap_rule=self.gap_rule,
             )
         return self.aggregators[partition]
+
+    @property
+    def by_sequence(self) -> bool:
+        """Whether state records are slotted by bar sequence (gaps are not all filled)."""
+        return self.gap_rule.policy != "flat"
 
     def drop_partition(self, partition: int) -> int:
         """Forget a revoked partition's bars and buffers; returns the symbols dropped."""
@@ -167,10 +180,11 @@ class BarPipeline:
         aggregator = self.aggregator(partition)
         progress = self.progress.setdefault(partition, _Progress())
         if restored.symbols:
-            for symbol, starts, bars in zip(
-                restored.symbols, restored.bar_start, restored.ohlcv, strict=True
+            sequences: list[int | None] = [*restored.sequences] or [None] * len(restored.symbols)
+            for symbol, starts, bars, count in zip(
+                restored.symbols, restored.bar_start, restored.ohlcv, sequences, strict=True
             ):
-                self.buffers.restore_bars(symbol, starts, bars)
+                self.buffers.restore_bars(symbol, starts, bars, count)
             last = np.array([starts[-1] for starts in restored.bar_start], dtype=np.int64)
             close = np.array([bars[-1, 3] for bars in restored.ohlcv])
             aggregator.seed(restored.symbols, last, close)
@@ -369,7 +383,14 @@ class BarPipeline:
         ohlcv = closed.ohlcv()
         appended = self.buffers.append(closed.symbols, closed.bar_start, ohlcv)
         rows = np.flatnonzero(appended.stored)
-        stored = StoredBars([closed.symbols[i] for i in rows.tolist()], closed.bar_start[rows], ohlcv[rows])
+        head = np.flatnonzero(np.r_[True, group[rows][1:] != group[rows][:-1]]) if len(rows) else rows
+        rank = np.arange(len(rows)) - np.repeat(head, np.diff(head, append=len(rows)))
+        stored = StoredBars(
+            [closed.symbols[i] for i in rows.tolist()],
+            closed.bar_start[rows],
+            ohlcv[rows],
+            counts[group[rows]] + rank,
+        )
         return windows, appended.refused, stored
 
 

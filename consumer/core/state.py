@@ -3,10 +3,14 @@
 The state topic has the input topic's partition count; partition p holds the state of input
 partition p. Two kinds of record:
 
-- **bar**: key ``b|<symbol>|<slot>`` with ``slot = (bar_start // interval) % 200``, value the
-  bar (49 bytes). Slots are reused, so with ``cleanup.policy=compact`` the topic keeps exactly
-  the last 200 bars of each symbol; without compaction replay applies the latest record per
-  key and reaches the same state, it only reads more.
+- **bar**: key ``b|<symbol>|<slot>``, value the bar (49 bytes). Under the ``flat`` gap policy
+  a symbol's bars are contiguous and ``slot = (bar_start // interval) % 200``; under ``skip``
+  and ``session`` they are not, and ``slot = n % 200`` for the symbol's n-th bar (its
+  sequence), so the 200 newest bars never share a slot. Slots are reused, so with
+  ``cleanup.policy=compact`` the topic keeps exactly the last 200 bars of each symbol; without
+  compaction replay applies the latest record per key and reaches the same state, it only
+  reads more. A state topic is read with the slot rule it was written with: changing
+  ``--gaps`` between flat and the others needs a new state topic.
 - **checkpoint**: key ``checkpoint``, written after the bars of a batch: the batch's end offset
   (everything before it is in the state), the offset the worker is about to commit (the first
   tick of the oldest open bar, so those ticks are read again after a restart) with the
@@ -20,7 +24,7 @@ whose ticks are read again anyway.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -84,14 +88,22 @@ class Checkpoint:
 
 
 def bar_records(
-    symbols: Sequence[str], bar_start: np.ndarray, ohlcv: np.ndarray, interval_ms: int, slots: int
+    symbols: Sequence[str],
+    bar_start: np.ndarray,
+    ohlcv: np.ndarray,
+    interval_ms: int,
+    slots: int,
+    sequence: np.ndarray | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """(key, value) state records of closed bars: ``bar_start`` int64[m], ``ohlcv`` float64[m, 5]."""
+    """(key, value) state records of closed bars: ``bar_start`` int64[m], ``ohlcv`` float64[m, 5].
+
+    Slots by bar time, or by ``sequence`` int64[m] (each bar's number within its symbol) when given.
+    """
     packed = np.empty(len(symbols), dtype=BAR_DTYPE)
     packed["version"] = STATE_VERSION
     packed["start"] = bar_start
     packed["ohlcv"] = ohlcv
-    slot = (bar_start // interval_ms) % slots
+    slot = (bar_start // interval_ms if sequence is None else np.asarray(sequence, np.int64)) % slots
     raw = packed.tobytes()
     size = BAR_DTYPE.itemsize
     return [
@@ -102,13 +114,17 @@ def bar_records(
 
 @dataclass(frozen=True)
 class RestoredPartition:
-    """One partition's state: per symbol its bars oldest first, and the last checkpoint."""
+    """One partition's state: per symbol its bars oldest first, and the last checkpoint.
+
+    ``sequences``: per symbol the number its next bar will have (slots by sequence), else empty.
+    """
 
     symbols: list[str]
     bar_start: list[np.ndarray]
     ohlcv: list[np.ndarray]
     checkpoint: Checkpoint | None
     records: int
+    sequences: list[int] = field(default_factory=list)
 
     @property
     def bars(self) -> int:
@@ -117,13 +133,18 @@ class RestoredPartition:
 
 
 class StateReplay:
-    """Applies a state partition's records in offset order; ``result()`` gives the restored state."""
+    """Applies a state partition's records in offset order; ``result()`` gives the restored state.
 
-    def __init__(self, interval_ms: int, seq_len: int) -> None:
+    ``by_sequence``: the bar records' slots are sequence numbers (gap policies ``skip`` and
+    ``session``) rather than bar times.
+    """
+
+    def __init__(self, interval_ms: int, seq_len: int, by_sequence: bool = False) -> None:
         self.interval_ms = interval_ms
         self.seq_len = seq_len
+        self.by_sequence = by_sequence
         self._applied: dict[bytes, bytes] = {}
-        self._pending: dict[bytes, bytes] = {}
+        self._pending: dict[bytes, bytes | None] = {}
         self._checkpoint: Checkpoint | None = None
         self._records = 0
 
@@ -134,13 +155,19 @@ class StateReplay:
         for key, value in zip(keys, values, strict=True):
             if key == CHECKPOINT_KEY and value is not None:
                 self._checkpoint = Checkpoint.decode(value)
-                self._applied.update(pending)
+                for bar_key, bar in pending.items():
+                    if bar is None:
+                        self._applied.pop(bar_key, None)
+                    else:
+                        self._applied[bar_key] = bar
                 pending.clear()
-            elif key is not None and value is not None and key.startswith(BAR_KEY_PREFIX):
+            elif key is not None and key.startswith(BAR_KEY_PREFIX):
                 pending[key] = value
 
     def result(self) -> RestoredPartition:
-        """Bars per symbol (newest ``seq_len`` contiguous ones) as of the last checkpoint."""
+        """Bars per symbol as of the last checkpoint: the newest ``seq_len`` contiguous ones when
+        slots are bar times, every slot's bar when they are sequence numbers. A tombstone
+        (a record without a value) removes its slot's bar."""
         if not self._applied:
             return RestoredPartition([], [], [], self._checkpoint, self._records)
         keys = list(self._applied)
@@ -152,14 +179,20 @@ class StateReplay:
             raise StateError(f"bar records of another state version than {STATE_VERSION}")
         names = [key[len(BAR_KEY_PREFIX) : key.rindex(b"|")].decode() for key in keys]
         order = sorted(range(len(names)), key=lambda i: (names[i], int(packed["start"][i])))
-        symbols, starts, bars = [], [], []
+        symbols, starts, bars, sequences = [], [], [], []
         for symbol, rows in _runs([names[i] for i in order], np.array(order, dtype=np.int64)):
             start = packed["start"][rows]
-            recent = start > start[-1] - self.seq_len * self.interval_ms
+            if self.by_sequence:
+                recent = np.ones(len(rows), dtype=bool)
+                newest_slot = int(keys[int(rows[-1])][keys[int(rows[-1])].rindex(b"|") + 1 :])
+                full = len(rows) >= self.seq_len
+                sequences.append(self.seq_len + (newest_slot + 1) % self.seq_len if full else len(rows))
+            else:
+                recent = start > start[-1] - self.seq_len * self.interval_ms
             symbols.append(symbol)
             starts.append(start[recent].astype(np.int64))
             bars.append(packed["ohlcv"][rows][recent].astype(np.float64))
-        return RestoredPartition(symbols, starts, bars, self._checkpoint, self._records)
+        return RestoredPartition(symbols, starts, bars, self._checkpoint, self._records, sequences)
 
 
 def _runs(names: list[str], rows: np.ndarray) -> list[tuple[str, np.ndarray]]:

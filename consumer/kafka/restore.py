@@ -33,8 +33,11 @@ async def read_state(
     interval_ms: int,
     seq_len: int,
     timeout_s: float = 300.0,
+    *,
+    by_sequence: bool = False,
 ) -> dict[int, RestoredPartition]:
-    """Replay the given partitions of the state topic; one ``RestoredPartition`` each."""
+    """Replay the given partitions of the state topic; one ``RestoredPartition`` each
+    (``by_sequence``: bar slots are sequence numbers, see :mod:`consumer.core.state`)."""
     tps = [TopicPartition(topic, p) for p in sorted(set(partitions))]
     if topic not in await existing_topics(connection):
         raise StateRestoreError(
@@ -43,7 +46,7 @@ async def read_state(
             "wrong: restart the worker, which creates it with the input's partition count, and "
             "expect cold buffers"
         )
-    replays = {tp: StateReplay(interval_ms, seq_len) for tp in tps}
+    replays = {tp: StateReplay(interval_ms, seq_len, by_sequence) for tp in tps}
 
     def apply(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         replays[tp].apply([r.key for r in records], [r.value for r in records])

@@ -47,6 +47,7 @@ from consumer.kafka.topics import TopicMissingError, TopicSpec, ensure_topics, e
 from consumer.ops.gc_tuning import batch_friendly_gc
 from consumer.ops.http_server import HealthServer
 from consumer.ops.metrics import WorkerMetrics
+from consumer.sessions import gap_rule
 
 log = logging.getLogger("bullflag.worker")
 
@@ -106,6 +107,7 @@ class Worker:
             max_record_bytes=settings.max_record_bytes,
             max_time_jump_ms=settings.max_time_jump_ms,
             max_clock_skew_ms=settings.max_clock_skew_ms,
+            gap_rule=gap_rule(settings, "bars" if settings.input == "bars" else "ticks"),
         )
         self.scorer = Scorer(
             self.infer, settings.bar_interval, "signals-only" if settings.publish == "signals-only" else "all"
@@ -373,6 +375,7 @@ class Worker:
                     stored.ohlcv,
                     self.pipeline.interval_ms,
                     self.pipeline.seq_len,
+                    stored.sequence if self.pipeline.by_sequence else None,
                 )
             ]
             checkpoint = self._checkpoints.checkpoint(
@@ -474,6 +477,7 @@ class Worker:
             [tp.partition for tp in assigned],
             self.pipeline.interval_ms,
             self.pipeline.seq_len,
+            by_sequence=self.pipeline.by_sequence,
         )
         symbols = 0
         async with self._batch_lock:

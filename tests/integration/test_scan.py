@@ -107,24 +107,29 @@ def consumed(worker: Worker) -> float:
     return value or 0.0
 
 
+@pytest.mark.parametrize("gaps", ["flat", "skip"])
 @pytest.mark.parametrize("kind", ["ticks", "bars"])
 async def test_scan_writes_what_the_worker_publishes(
-    kind: str, kafka_bootstrap: str, topic_factory: TopicFactory, group_id: str, tmp_path: Path
+    kind: str, gaps: str, kafka_bootstrap: str, topic_factory: TopicFactory, group_id: str, tmp_path: Path
 ) -> None:
     trades = write_trades(tmp_path / "trades.csv")
     path = trades if kind == "ticks" else write_bars(trades, tmp_path / "bars.csv")
     flags = ["--bar-interval", "1s", "--allowed-lateness", "0s", "--threshold", "0", "--no-progress"]
+    flags += ["--gaps", gaps]
     out = tmp_path / "scan.jsonl"
     assert await asyncio.to_thread(main, ["scan", str(path), "--out", str(out), *flags]) == 0
     scanned = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert {d["symbol"] for d in scanned} == {"AAA", "GAPS", "LATE", "QUIET"}
+    # Without gap bars, GAPS never has 200 bars that traded.
+    assert {d["symbol"] for d in scanned} == {"AAA", "LATE", "QUIET"} | (
+        {"GAPS"} if gaps == "flat" else set()
+    )
 
     topics = {
         "ticks": await topic_factory(1),
         "signals": await topic_factory(1),
         "dlq": await topic_factory(1),
     }
-    settings = worker_settings(kafka_bootstrap, topics, group_id, input=kind)
+    settings = worker_settings(kafka_bootstrap, topics, group_id, input=kind, gaps=gaps)
     table = read_table(path)
     records = list(bar_records(table) if isinstance(table, BarTable) else tick_records(table))
     await produce_records(settings, topics["ticks"], records)

@@ -18,6 +18,7 @@ from consumer.cli.scanning import ScanJob, chunks, load_model, scan_chunk, start
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline
 from consumer.core.scoring import Scorer
+from consumer.sessions import gap_rule
 from consumer.sources.market import synthetic_market
 from consumer.sources.producer import bar_records
 from consumer.sources.readers import read_table
@@ -63,7 +64,12 @@ def reference(path: Path, settings: Settings) -> list[dict[str, Any]]:
     table = read_table(path)
     assert isinstance(table, BarTable)
     keys, values, _ = zip(*bar_records(table), strict=True)
-    pipeline = BarPipeline(settings.bar_interval_ms, settings.allowed_lateness_ms, input_kind="bars")
+    pipeline = BarPipeline(
+        settings.bar_interval_ms,
+        settings.allowed_lateness_ms,
+        input_kind="bars",
+        gap_rule=gap_rule(settings, "bars"),
+    )
     windows = pipeline.process(0, values, keys).windows
     scored = Scorer(load_model(settings), settings.bar_interval).score(windows)
     return sorted((orjson.loads(v) for v in scored.values), key=lambda d: (d["symbol"], d["bar_end_ts"]))
@@ -88,7 +94,8 @@ def test_scan_writes_what_one_worker_partition_publishes(market: Path, tmp_path:
 def test_chunks_of_a_few_symbols_give_the_same_documents(market: Path) -> None:
     table = read_table(market)
     settings = Settings(bar_interval="1m", threshold=0.2)
-    start_worker(ScanJob(settings, "bars", int(table.ts_ms.max())), load_model(settings))
+    job = ScanJob(settings, "bars", int(table.ts_ms.max()), gaps=gap_rule(settings, "bars"))
+    start_worker(job, load_model(settings))
     parts = list(chunks(table, np.arange(len(table)), target_rows=300))
 
     values = [v for part in parts for v in scan_chunk(part).values]

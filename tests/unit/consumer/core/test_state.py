@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core.gaps import GapRule
 from consumer.core.pipeline import BarPipeline, PartitionOutcome
 from consumer.core.state import (
     CHECKPOINT_KEY,
@@ -59,13 +60,23 @@ def outputs_of(outcome: PartitionOutcome) -> Outputs:
     }
 
 
-def new_pipeline() -> BarPipeline:
-    return BarPipeline(INTERVAL, 500, seq_len=SEQ_LEN)
+_OPENS = 1_700_000_000_000 + 5_000 * np.arange(200, dtype=np.int64)
+RULES = {
+    "flat": GapRule.flat(),
+    "skip": GapRule.skip(),
+    "session": GapRule.session(_OPENS, _OPENS + 3_000, INTERVAL),
+}
+"""The gap policies; the sessions open for 3 s of every 5 s."""
+
+
+def new_pipeline(policy: str = "flat") -> BarPipeline:
+    return BarPipeline(INTERVAL, 500, seq_len=SEQ_LEN, gap_rule=RULES[policy])
 
 
 def state_records(pipeline: BarPipeline, outcome: PartitionOutcome) -> list[tuple[bytes, bytes]]:
     stored = outcome.stored
-    return bar_records(stored.symbols, stored.bar_start, stored.ohlcv, INTERVAL, SEQ_LEN)
+    sequence = stored.sequence if pipeline.by_sequence else None
+    return bar_records(stored.symbols, stored.bar_start, stored.ohlcv, INTERVAL, SEQ_LEN, sequence)
 
 
 def dead_letters(outcome: PartitionOutcome, offsets: np.ndarray) -> DeadLetters:
@@ -73,13 +84,18 @@ def dead_letters(outcome: PartitionOutcome, offsets: np.ndarray) -> DeadLetters:
 
 
 def run_until_crash(
-    values: list[bytes], keys: list[bytes], cuts: list[int], crash_batch: int, state_written: float
+    values: list[bytes],
+    keys: list[bytes],
+    cuts: list[int],
+    crash_batch: int,
+    state_written: float,
+    policy: str = "flat",
 ) -> tuple[Outputs, DeadLetters, list[tuple[bytes, bytes]], int | None]:
     """Process batches like the worker until batch ``crash_batch``, which dies mid-way.
 
     Returns the acknowledged outputs and dead letters, the state log and the committed offset.
     """
-    pipeline, book = new_pipeline(), CheckpointBook()
+    pipeline, book = new_pipeline(policy), CheckpointBook()
     published: Outputs = {}
     dead: DeadLetters = set()
     log: list[tuple[bytes, bytes]] = []
@@ -108,10 +124,11 @@ def restart(
     log: list[tuple[bytes, bytes]],
     committed: int | None,
     cuts: list[int],
-) -> Outputs:
-    replay = StateReplay(INTERVAL, SEQ_LEN)
+    policy: str = "flat",
+) -> tuple[Outputs, DeadLetters]:
+    pipeline = new_pipeline(policy)
+    replay = StateReplay(INTERVAL, SEQ_LEN, pipeline.by_sequence)
     replay.apply([k for k, _ in log], [v for _, v in log])
-    pipeline = new_pipeline()
     pipeline.restore_partition(0, replay.result(), committed)
     start = committed or 0
     published: Outputs = {}
@@ -131,16 +148,17 @@ def restart(
     crash=st.integers(0, 10),
     state_written=st.sampled_from([0.0, 0.5, 1.0]),
     restart_cuts=st.lists(st.integers(1, 399), max_size=6, unique=True).map(sorted),
+    policy=st.sampled_from(sorted(RULES)),
 )
 def test_restart_after_a_crash_anywhere_is_exact(
-    seed: int, cuts: list[int], crash: int, state_written: float, restart_cuts: list[int]
+    seed: int, cuts: list[int], crash: int, state_written: float, restart_cuts: list[int], policy: str
 ) -> None:
     values, keys = stream(seed, 400)
-    clean, clean_dead, _, _ = run_until_crash(values, keys, cuts, crash_batch=-1, state_written=1.0)
+    clean, clean_dead, _, _ = run_until_crash(values, keys, cuts, -1, 1.0, policy)
     before, dead_before, log, committed = run_until_crash(
-        values, keys, cuts, min(crash, len(cuts)), state_written
+        values, keys, cuts, min(crash, len(cuts)), state_written, policy
     )
-    after, dead_after = restart(values, keys, log, committed, restart_cuts)
+    after, dead_after = restart(values, keys, log, committed, restart_cuts, policy)
     assert len(clean) > 10
     assert dead_before | dead_after == clean_dead
     if state_written == 1.0:
