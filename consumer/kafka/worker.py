@@ -106,6 +106,7 @@ class Worker:
             max_record_bytes=settings.max_record_bytes,
             max_time_jump_ms=settings.max_time_jump_ms,
             max_clock_skew_ms=settings.max_clock_skew_ms,
+            clock_window=settings.clock_window,
         )
         self.scorer = Scorer(
             self.infer, settings.bar_interval, "signals-only" if settings.publish == "signals-only" else "all"
