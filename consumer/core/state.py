@@ -17,7 +17,11 @@ partition p. Two kinds of record:
 
 Restore reads a partition from the beginning to its high watermark and applies bar records
 only up to the last checkpoint: bars after it belong to a batch whose state was not complete,
-whose ticks are read again anyway.
+whose ticks are read again anyway. Every record carries its writer's fencing generation
+(:mod:`consumer.kafka.fencing`; checkpoints also name the group generation and member): a
+record of a lower generation than one already read is a stale writer's (a paused worker that
+resumed after its partitions moved) and is skipped, so restore never uses an older owner's
+checkpoint written after a newer owner's.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ class Checkpoint:
     ``end``: offset up to which every closed bar is in the state; ``commit`` / ``mark``: the
     offset being committed and the event-time clock just before it; ``last_commit`` /
     ``last_mark``: the previous commit that succeeded (used if the newest one did not);
-    ``migrated_from``: the version of an older record this was read from, else None.
+    ``migrated_from``: the version of an older record this was read from, else None;
+    ``generation`` / ``member``: the writer's fencing generation and group member id.
     """
 
     end: int
@@ -59,6 +64,8 @@ class Checkpoint:
     last_commit: int | None = None
     last_mark: ClockState | None = None
     migrated_from: int | None = None
+    generation: int | None = None
+    member: str | None = None
 
     def encode(self) -> bytes:
         """The record value."""
@@ -70,6 +77,8 @@ class Checkpoint:
                 "mark": None if self.mark is None else self.mark.to_json(),
                 "last_commit": self.last_commit,
                 "last_mark": None if self.last_mark is None else self.last_mark.to_json(),
+                "generation": self.generation,
+                "member": self.member,
             }
         )
 
@@ -92,6 +101,8 @@ class Checkpoint:
                 raw["last_commit"],
                 last_mark,
                 None if version == CHECKPOINT_VERSION else version,
+                raw.get("generation"),
+                raw.get("member"),
             )
         except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ClockStateError) as exc:
             raise StateError(f"corrupt checkpoint record: {exc}") from exc
@@ -142,6 +153,10 @@ class RestoredPartition:
     ohlcv: list[np.ndarray]
     checkpoint: Checkpoint | None
     records: int
+    generation: int = -1
+    """The highest fencing generation in the partition's state (-1: none)."""
+    stale: int = 0
+    """Records skipped as a stale writer's."""
 
     @property
     def bars(self) -> int:
@@ -159,12 +174,28 @@ class StateReplay:
         self._pending: dict[bytes, bytes] = {}
         self._checkpoint: Checkpoint | None = None
         self._records = 0
+        self._generation = -1
+        self._stale = 0
 
-    def apply(self, keys: Sequence[bytes | None], values: Sequence[bytes | None]) -> None:
-        """Feed records (in offset order) of the state partition."""
+    def apply(
+        self,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes | None],
+        generations: Sequence[int] | None = None,
+    ) -> None:
+        """Feed records (in offset order) of the state partition, with each one's fencing
+        generation (default -1, as for records written without one)."""
         self._records += len(keys)
         pending = self._pending
-        for key, value in zip(keys, values, strict=True):
+        for key, value, generation in zip(
+            keys, values, generations if generations is not None else [-1] * len(keys), strict=True
+        ):
+            if generation < self._generation:
+                self._stale += 1
+                continue
+            if generation > self._generation:
+                self._generation = generation
+                pending.clear()
             if key == CHECKPOINT_KEY and value is not None:
                 self._checkpoint = Checkpoint.decode(value)
                 self._applied.update(pending)
@@ -175,7 +206,9 @@ class StateReplay:
     def result(self) -> RestoredPartition:
         """Bars per symbol (newest ``seq_len`` contiguous ones) as of the last checkpoint."""
         if not self._applied:
-            return RestoredPartition([], [], [], self._checkpoint, self._records)
+            return RestoredPartition(
+                [], [], [], self._checkpoint, self._records, self._generation, self._stale
+            )
         keys = list(self._applied)
         values = b"".join(self._applied.values())
         if len(values) != len(keys) * BAR_DTYPE.itemsize:
@@ -192,7 +225,9 @@ class StateReplay:
             symbols.append(symbol)
             starts.append(start[recent].astype(np.int64))
             bars.append(packed["ohlcv"][rows][recent].astype(np.float64))
-        return RestoredPartition(symbols, starts, bars, self._checkpoint, self._records)
+        return RestoredPartition(
+            symbols, starts, bars, self._checkpoint, self._records, self._generation, self._stale
+        )
 
 
 def _runs(names: list[str], rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -212,10 +247,18 @@ class CheckpointBook:
     def __init__(self) -> None:
         self._committed: dict[int, tuple[int, ClockState | None]] = {}
 
-    def checkpoint(self, partition: int, end: int, commit: int, mark: ClockState | None) -> Checkpoint:
+    def checkpoint(
+        self,
+        partition: int,
+        end: int,
+        commit: int,
+        mark: ClockState | None,
+        generation: int | None = None,
+        member: str | None = None,
+    ) -> Checkpoint:
         """The checkpoint to write after a batch's bars, before committing ``commit``."""
-        last = self._committed.get(partition)
-        return Checkpoint(end, commit, mark, *(last if last is not None else (None, None)))
+        last_commit, last_mark = self._committed.get(partition, (None, None))
+        return Checkpoint(end, commit, mark, last_commit, last_mark, None, generation, member)
 
     def committed(self, partition: int, commit: int, mark: ClockState | None) -> None:
         """Record that ``commit`` (with its ``mark``) was committed."""

@@ -14,6 +14,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from consumer.core.state import CHECKPOINT_VERSION, Checkpoint, RestoredPartition, StateReplay
 from consumer.kafka.clients import Connection, as_settings
+from consumer.kafka.fencing import record_generation
 from consumer.kafka.topic_reader import TopicReadError, read_partitions
 from consumer.kafka.topics import existing_topics
 
@@ -46,7 +47,8 @@ async def read_state(
     replays = {tp: StateReplay(interval_ms, seq_len) for tp in tps}
 
     def apply(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        replays[tp].apply([r.key for r in records], [r.value for r in records])
+        generations = [record_generation(r.headers) for r in records]
+        replays[tp].apply([r.key for r in records], [r.value for r in records], generations)
 
     try:
         await read_partitions(
