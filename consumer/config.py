@@ -69,8 +69,15 @@ class Settings:
     )
     max_time_jump: str = setting(
         "7d",
-        "Records this far ahead of their partition's newest event time are dead-lettered (future_ts).",
+        "Records this far ahead of (future_ts) or behind (past_ts) their partition's event-time "
+        "clock are dead-lettered.",
         v.duration,
+    )
+    clock_window: int = setting(
+        9,
+        "Records the partition's event-time clock follows: the lower median of the last this many "
+        "accepted event times, so fewer than half of them cannot move it.",
+        v.positive_int,
     )
     max_clock_skew: str = setting(
         "1h", "Records this far ahead of the wall clock are dead-lettered (future_ts).", v.duration

@@ -39,7 +39,7 @@ from consumer.cli.scanning import (
     ChunkResult,
     ScanJob,
     chunks,
-    future_rows,
+    judge_rows,
     load_model,
     scan_chunk,
     start_worker,
@@ -180,21 +180,20 @@ def _as_input(args: argparse.Namespace, data: _Input, settings: Settings) -> tup
     return data, kind
 
 
-def _drop_future(data: _Input, settings: Settings) -> tuple[_Input, list[BadRow]]:
-    """Leave out the rows the worker would dead-letter as ``future_ts``, reporting each."""
-    future = future_rows(data.table.ts_ms, settings, time.time_ns() // 1_000_000)
-    if not future.any():
-        return data, []
-    bad = [
-        BadRow(
-            _where(data, int(data.rows[row])),
-            str(RejectReason.FUTURE_TS),
-            f"ts {int(data.table.ts_ms[row])} is too far ahead",
-        )
-        for row in np.flatnonzero(future).tolist()
-    ]
-    keep = np.flatnonzero(~future)
-    return dataclasses.replace(data, table=_take(data.table, keep), rows=data.rows[keep]), bad
+def _judge_time(data: _Input, settings: Settings) -> tuple[_Input, list[BadRow], np.ndarray, int | None]:
+    """Leave out the rows the worker would dead-letter as ``future_ts`` / ``past_ts``, reporting
+    each; also the clock after each kept row and the final clock."""
+    verdicts = judge_rows(data.table.ts_ms, settings, time.time_ns() // 1_000_000)
+    judged = verdicts.future | verdicts.past
+    bad = []
+    for row in np.flatnonzero(judged).tolist():
+        reason = RejectReason.FUTURE_TS if verdicts.future[row] else RejectReason.PAST_TS
+        side = "ahead" if verdicts.future[row] else "behind"
+        detail = f"ts {int(data.table.ts_ms[row])} is too far {side}"
+        bad.append(BadRow(_where(data, int(data.rows[row])), str(reason), detail))
+    keep = np.flatnonzero(~judged)
+    kept = dataclasses.replace(data, table=_take(data.table, keep), rows=data.rows[keep])
+    return kept, bad, verdicts.after[keep], verdicts.end
 
 
 def _where(data: _Input, row: int) -> str:
@@ -271,11 +270,10 @@ def _prepare(args: argparse.Namespace) -> _Plan:
     data = _read(args, files)
     settings = _settings(args, data.table)
     data, kind = _as_input(args, data, settings)
-    data, future = _drop_future(data, settings)
-    parts = list(chunks(data.table, data.rows))
+    data, future, clock, end_ms = _judge_time(data, settings)
+    parts = list(chunks(data.table, data.rows, clock))
     workers = max(1, min(args.workers, len(parts)))
     threads = settings.torch_threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
-    end_ms = int(data.table.ts_ms.max()) if len(data.table) else 0
     job = ScanJob(
         settings,
         "bars" if kind == "bars" else "ticks",

@@ -8,11 +8,13 @@ document is byte for byte what ``bullflag run`` publishes for the same records.
 The input is treated as one partition read from its start: event-time order, one watermark.
 It is split into :class:`Chunk` s of whole symbols, each scanned by its own pipeline (in a
 process pool when asked); what would make a part differ from the whole is settled here first:
-``future_ts`` is judged once over every row (:func:`future_rows`), and at the end each part's
-watermark is moved to the newest event time of the whole input (``end_ms``). End of input: a
-bar is scored when a later tick of its symbol closed it or when that final watermark (newest
-event time - allowed lateness) reached its end, which is what the worker has published once it
-has consumed the whole file; each symbol's last bar is otherwise still open, so not scored.
+the partition's event-time clock (:mod:`consumer.core.clock`) judges every row once, in input
+order (:func:`judge_rows`: ``future_ts`` / ``past_ts``), each chunk's pipeline is given the
+clock after each of its rows instead of judging its own, and at the end each part is moved to
+the whole input's final clock (``end_ms``). End of input: a bar is scored when a later tick of
+its symbol closed it or when that final watermark (final clock - allowed lateness) reached its
+end, which is what the worker has published once it has consumed the whole file; each symbol's
+last bar is otherwise still open, so not scored.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.output import CNNDocument
 from consumer.cli.pictures import default_out, render_output
 from consumer.config import Settings
+from consumer.core.clock import ClockState, EventClock
 from consumer.core.gaps import GapRule
-from consumer.core.pipeline import BarPipeline, InputKind, Windows, future_mask
+from consumer.core.pipeline import BarPipeline, InputKind, Windows
 from consumer.core.record_rules import MAX_TS_MS
 from consumer.core.scoring import PublishMode, Scorer
 from consumer.sources.producer import bar_records, tick_records
@@ -40,8 +43,9 @@ __all__ = [
     "Chunk",
     "ChunkResult",
     "ScanJob",
+    "TimeVerdicts",
     "chunks",
-    "future_rows",
+    "judge_rows",
     "load_model",
     "scan_chunk",
     "start_worker",
@@ -56,7 +60,10 @@ BATCH_RECORDS: Final = 4_096
 on the batching)."""
 
 _NO_LIMIT: Final = MAX_TS_MS
-"""Time jump and clock skew that never trigger: ``future_ts`` is judged over the whole input."""
+"""Time jump and clock skew that never trigger: time is judged over the whole input."""
+
+JUDGE_ROWS: Final = 65_536
+"""Rows judged by the clock per call (bounds its working arrays; verdicts never depend on it)."""
 
 _SIGNAL: Final = b'"signal":true'
 """In every signal document as orjson writes it (compact): a cheap test before parsing one."""
@@ -67,12 +74,13 @@ class ScanJob:
     """What every chunk is scanned with (picklable, sent once to each process).
 
     ``first_ms`` / ``last_ms``: score only windows whose last bar ends within them (inclusive);
-    ``end_ms``: the whole input's newest event time; ``png_dir``: draw each signal there.
+    ``end_ms``: the whole input's final event-time clock (None: it never started);
+    ``png_dir``: draw each signal there.
     """
 
     settings: Settings
     input_kind: InputKind
-    end_ms: int
+    end_ms: int | None
     first_ms: int | None = None
     last_ms: int | None = None
     png_dir: Path | None = None
@@ -82,10 +90,12 @@ class ScanJob:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Every row of some symbols, in event-time order; ``rows`` int64[n] their input row numbers."""
+    """Every row of some symbols, in event-time order; ``rows`` int64[n] their input row numbers,
+    ``clock`` int64[n] the whole input's event-time clock after each of them."""
 
     table: BarTable | TradeTable
     rows: np.ndarray
+    clock: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -131,18 +141,42 @@ def start_worker(job: ScanJob, infer: BullFlagCNNInfer | None = None) -> None:
     _worker = _Worker(job, Scorer(infer, job.settings.bar_interval, publish))
 
 
-def future_rows(ts_ms: np.ndarray, settings: Settings, now_ms: int) -> np.ndarray:
-    """bool[n]: rows of one event-time-ordered input the worker would dead-letter as ``future_ts``.
+@dataclass(frozen=True)
+class TimeVerdicts:
+    """The clock's judgement of every row: ``future`` / ``past`` bool[n] rows refused,
+    ``before`` / ``after`` int64[n] the clock each row met and the clock after it, ``end`` the
+    final clock (None: it never started)."""
 
-    Judged as the worker judges one partition read from the start, so that splitting the input
-    by symbol afterwards cannot change the verdict.
-    """
+    future: np.ndarray
+    past: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    end: int | None
+
+
+def judge_rows(ts_ms: np.ndarray, settings: Settings, now_ms: int) -> TimeVerdicts:
+    """Judge the event times of one input, in order, as the worker judges one partition read
+    from the start, so that splitting the input by symbol afterwards cannot change the verdict."""
+    clock = EventClock(settings.clock_window, settings.max_time_jump_ms)
     latest = now_ms + settings.max_clock_skew_ms
-    return future_mask(ts_ms, np.iinfo(np.int64).min, settings.max_time_jump_ms, latest)
+    state = ClockState()
+    parts = []
+    for lo in range(0, len(ts_ms), JUDGE_ROWS):
+        verdict = clock.judge(state, ts_ms[lo : lo + JUDGE_ROWS], latest)
+        parts.append((verdict.future, verdict.past, verdict.before, verdict.after))
+        state = verdict.end
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return TimeVerdicts(empty.astype(bool), empty.astype(bool), empty, empty, None)
+    future, past, before, after = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return TimeVerdicts(future, past, before, after, state.clock)
 
 
-def chunks(table: BarTable | TradeTable, rows: np.ndarray, target_rows: int | None = None) -> Iterator[Chunk]:
-    """Split an event-time-ordered table into chunks of whole symbols, in symbol order.
+def chunks(
+    table: BarTable | TradeTable, rows: np.ndarray, clock: np.ndarray, target_rows: int | None = None
+) -> Iterator[Chunk]:
+    """Split an event-time-ordered table into chunks of whole symbols, in symbol order; ``clock``
+    int64[n] the clock after each row (:func:`judge_rows`) goes along.
 
     Deterministic from the table alone (not from the number of processes), so the output order,
     symbol by symbol, is the same however many processes scan it. ``target_rows`` defaults to
@@ -165,7 +199,7 @@ def chunks(table: BarTable | TradeTable, rows: np.ndarray, target_rows: int | No
     bounds = np.flatnonzero(np.r_[True, by_group[1:] != by_group[:-1], True])
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         picked = np.sort(order[lo:hi])
-        yield Chunk(_take(table, picked), rows[picked])
+        yield Chunk(_take(table, picked), rows[picked], clock[picked])
 
 
 def _take(table: BarTable | TradeTable, rows: np.ndarray) -> BarTable | TradeTable:
@@ -197,10 +231,12 @@ def scan_chunk(chunk: Chunk) -> ChunkResult:
     out = _Collector(job, scorer)
     refused: list[tuple[int, str, str]] = []
     for lo in range(0, len(values), BATCH_RECORDS):
-        outcome = pipeline.process(0, values[lo : lo + BATCH_RECORDS], keys[lo : lo + BATCH_RECORDS])
+        hi = lo + BATCH_RECORDS
+        outcome = pipeline.process(0, values[lo:hi], keys[lo:hi], clock=chunk.clock[lo:hi])
         refused += [(int(chunk.rows[lo + r.index]), str(r.reason), r.detail) for r in outcome.rejects]
         out.add(outcome.windows)
-    out.add(pipeline.close_expired(0, job.end_ms))
+    if job.end_ms is not None:
+        out.add(pipeline.close_expired(0, job.end_ms))
     return out.result(refused, len(chunk.table))
 
 

@@ -13,8 +13,10 @@ Bars
     high / low are the extremes, volume the sum of sizes, count the number of ticks.
     A symbol has at most one open bar.
 Watermark
-    ``watermark = max event time seen in the partition - allowed_lateness``. Every tick of an
-    admitted symbol moves the maximum, late and duplicate ones included.
+    ``watermark = the partition's event-time clock - allowed_lateness``. The clock is the
+    caller's (:mod:`consumer.core.clock`, which no single record can move: the worker's rule),
+    given per tick as the clock after it; without one it is the max event time seen, every
+    tick of an admitted symbol moving it, late and duplicate ones included.
     :meth:`BarAggregator.advance_watermark` moves it without ticks (e.g. from the wall clock for
     an idle partition).
 Closing
@@ -165,8 +167,12 @@ class BarAggregator:
         state.volume[sid] = 0.0
         state.count[sid] = 0
 
-    def add(self, ticks: DecodedTicks) -> AggregateResult:
-        """Aggregate one batch of decoded ticks; returns the bars closed by it."""
+    def add(self, ticks: DecodedTicks, clock: np.ndarray | None = None) -> AggregateResult:
+        """Aggregate one batch of decoded ticks; returns the bars closed by it.
+
+        ``clock`` int64[n]: the partition's event-time clock after each tick (default: the
+        running max event time).
+        """
         fragments = Fragments(
             ticks.ts_ms,
             ticks.price,
@@ -177,10 +183,11 @@ class BarAggregator:
             ticks.index,
             ticks.trade_id,
         )
-        return self._ingest(ticks.symbols, fragments)
+        return self._ingest(ticks.symbols, fragments, clock)
 
-    def add_bars(self, bars: DecodedBars) -> AggregateResult:
-        """Aggregate one batch of decoded input bars; returns the bars closed by it."""
+    def add_bars(self, bars: DecodedBars, clock: np.ndarray | None = None) -> AggregateResult:
+        """Aggregate one batch of decoded input bars; returns the bars closed by it (``clock`` as
+        in :meth:`add`)."""
         fragments = Fragments(
             bars.ts_ms,
             bars.open,
@@ -191,7 +198,7 @@ class BarAggregator:
             bars.index,
             bars.ts_ms.tolist(),
         )
-        return self._ingest(bars.symbols, fragments)
+        return self._ingest(bars.symbols, fragments, clock)
 
     def advance_watermark(self, event_time_ms: int) -> AggregateResult:
         """Raise the partition's max event time to ``event_time_ms`` and close expired bars."""
@@ -199,8 +206,9 @@ class BarAggregator:
         self._max_ts = max(self._max_ts, event_time_ms)
         return self._result([self._close_expired()], [], 0)
 
-    def _ingest(self, symbols: list[str], fragments: Fragments) -> AggregateResult:
+    def _ingest(self, symbols: list[str], fragments: Fragments, clock: np.ndarray | None) -> AggregateResult:
         """Core of :meth:`add` / :meth:`add_bars` for one batch of fragments."""
+        end = self._max_ts if clock is None or not len(clock) else max(self._max_ts, int(clock[-1]))
         sid = self._symbol_ids(symbols)
         rejects: list[Reject] = []
         admitted = sid >= 0
@@ -209,12 +217,13 @@ class BarAggregator:
             keep = np.flatnonzero(admitted)
             symbols = list(compress(symbols, admitted.tolist()))
             fragments, sid = fragments.take(keep), sid[keep]
+            clock = None if clock is None else clock[keep]
         parts: list[BarColumns | None] = []
         duplicates = 0
         if len(sid):
             iv = self.interval_ms
             bar = fragments.ts // iv * iv
-            reach = np.maximum.accumulate(fragments.ts)
+            reach = np.maximum.accumulate(fragments.ts) if clock is None else clock.copy()
             np.maximum(reach, self._max_ts, out=reach)
             expired = bar + iv <= reach - self.allowed_lateness_ms
             order = stable_order(sid)
@@ -226,6 +235,7 @@ class BarAggregator:
             rows = order[~(late | dup)[order]]
             parts += self._merge(sid[rows], bar[rows], fragments.take(rows, with_ids=False))
             self._max_ts = int(reach[-1])
+        self._max_ts = max(self._max_ts, end)
         parts.append(self._close_expired())
         rejects.sort(key=lambda reject: reject.index)
         return self._result(parts, rejects, duplicates)

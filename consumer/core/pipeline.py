@@ -19,6 +19,7 @@ import numpy as np
 
 from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBars
 from consumer.core.buffers import RingBuffers
+from consumer.core.clock import DEFAULT_WINDOW, NO_CLOCK, ClockState, ClockVerdict, EventClock, state_of
 from consumer.core.gaps import GapRule
 from consumer.core.record_rules import Reject, RejectReason
 from consumer.core.state import RestoredPartition
@@ -26,8 +27,6 @@ from consumer.core.ticks import DecodedBars, DecodedTicks, TickDecoder
 
 InputKind = Literal["ticks", "bars"]
 Decoded = TypeVar("Decoded", DecodedTicks, DecodedBars)
-NO_TIME = np.iinfo(np.int64).min
-_FUTURE_PASSES = 8
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,8 @@ class PartitionOutcome:
 
     ``commit`` is the offset to commit once all of it is acknowledged: the first tick of the
     oldest bar still open (its ticks must be read again after a restart), or the batch end;
-    ``mark`` is the partition's highest event time before ``commit`` (None before any).
+    ``mark`` is the partition's event-time clock just before ``commit`` (None when the caller
+    supplied the clock).
     ``replayed`` counts dead letters not sent again because a run before a restart sent them.
     """
 
@@ -91,7 +91,7 @@ class PartitionOutcome:
     windows: Windows
     stored: StoredBars
     commit: int
-    mark: int | None
+    mark: ClockState | None
     replayed: int = 0
     newest_bar_end_ms: int | None = field(default=None)
 
@@ -100,19 +100,30 @@ class PartitionOutcome:
 class _Progress:
     """Per partition: where each open bar's first tick is, and how far a restart must replay.
 
-    ``first_offset`` / ``mark`` int64[symbols] by aggregator symbol id: offset of the first
-    tick of the symbol's open bar, and the highest event time before that tick.
+    By aggregator symbol id: ``first_offset`` int64[symbols], the offset of the first tick of
+    the symbol's open bar, and the clock state just before that tick: ``clock`` int64[symbols],
+    ``window`` int64[symbols, size], ``fill`` int64[symbols] (see ``ClockVerdict.states_before``).
     """
 
+    size: int
     first_offset: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    mark: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    clock: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    window: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    fill: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     replay_until: int = -1
 
     def grow(self, n: int) -> None:
+        """Room for ``n`` symbols."""
         if n > len(self.first_offset):
             extra = n - len(self.first_offset)
             self.first_offset = np.r_[self.first_offset, np.zeros(extra, dtype=np.int64)]
-            self.mark = np.r_[self.mark, np.full(extra, NO_TIME, dtype=np.int64)]
+            self.clock = np.r_[self.clock, np.full(extra, NO_CLOCK, dtype=np.int64)]
+            self.window = np.r_[self.window.reshape(-1, self.size), np.zeros((extra, self.size), np.int64)]
+            self.fill = np.r_[self.fill, np.zeros(extra, dtype=np.int64)]
+
+    def mark(self, sid: int) -> ClockState:
+        """The clock state before the first tick of symbol ``sid``'s open bar."""
+        return state_of(int(self.clock[sid]), self.window[sid], int(self.fill[sid]))
 
 
 class BarPipeline:
@@ -129,9 +140,12 @@ class BarPipeline:
         max_record_bytes: int = 65_536,
         max_time_jump_ms: int = 7 * 86_400_000,
         max_clock_skew_ms: int = 3_600_000,
+        clock_window: int = DEFAULT_WINDOW,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         gap_rule: GapRule | None = None,
     ) -> None:
+        self.clock = EventClock(clock_window, max_time_jump_ms)
+        self.clocks: dict[int, ClockState] = {}
         self.max_time_jump_ms = max_time_jump_ms
         self.max_clock_skew_ms = max_clock_skew_ms
         self.clock_ms = clock_ms
@@ -166,19 +180,20 @@ class BarPipeline:
         """Forget a revoked partition's bars and buffers; returns the symbols dropped."""
         aggregator = self.aggregators.pop(partition, None)
         self.progress.pop(partition, None)
+        self.clocks.pop(partition, None)
         return self.buffers.remove(aggregator.symbols) if aggregator is not None else 0
 
     def restore_partition(self, partition: int, restored: RestoredPartition, committed: int | None) -> int:
         """Load a partition's saved bars before its records are read again from ``committed``.
 
         Buffers get the saved bars; the aggregator learns each symbol's last closed bar and the
-        event time reached before ``committed``; records before the checkpoint's end were fully
-        handled before the restart, so their dead letters are not sent again. Returns the
-        number of symbols restored.
+        partition's event-time clock before ``committed``; records before the checkpoint's end
+        were fully handled before the restart, so their dead letters are not sent again.
+        Returns the number of symbols restored.
         """
         self.drop_partition(partition)
         aggregator = self.aggregator(partition)
-        progress = self.progress.setdefault(partition, _Progress())
+        progress = self._progress(partition)
         if restored.symbols:
             sequences: list[int | None] = [*restored.sequences] or [None] * len(restored.symbols)
             for symbol, starts, bars, count in zip(
@@ -192,7 +207,9 @@ class BarPipeline:
         if checkpoint is not None:
             mark = checkpoint.mark_for(committed)
             if mark is not None:
-                aggregator.advance_watermark(mark)
+                self.clocks[partition] = mark
+                if mark.clock is not None:
+                    aggregator.advance_watermark(mark.clock)
             progress.replay_until = checkpoint.end
         return len(restored.symbols)
 
@@ -202,27 +219,42 @@ class BarPipeline:
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         offsets: np.ndarray | None = None,
+        clock: np.ndarray | None = None,
     ) -> PartitionOutcome:
         """Run one partition's batch of records (values, keys and offsets in offset order).
 
-        ``offsets`` int64[n] default to 0..n-1 (for callers without Kafka offsets).
+        ``offsets`` int64[n] default to 0..n-1 (for callers without Kafka offsets). ``clock``
+        int64[n], for a caller that judged time over more records than it passes here (``bullflag
+        scan``): the clock after each record, which is then not judged again; the outcome's
+        ``mark`` is then None.
         """
         offsets = np.arange(len(values), dtype=np.int64) if offsets is None else np.asarray(offsets, np.int64)
         aggregator = self.aggregator(partition)
-        progress = self.progress.setdefault(partition, _Progress())
-        watermark = aggregator.watermark_ms
-        partition_max = NO_TIME if watermark is None else watermark + self.allowed_lateness_ms
+        progress = self._progress(partition)
         open_before = aggregator.open_starts()
-        decoded: DecodedTicks | DecodedBars
+        raw: DecodedTicks | DecodedBars
         if self.input_kind == "ticks":
-            decoded = self._drop_future(self.decoder.decode_ticks(values, keys), partition_max)
-            result = aggregator.add(decoded)
+            raw = self.decoder.decode_ticks(values, keys)
         else:
-            decoded = self._drop_future(self.decoder.decode_bars(values, keys), partition_max)
-            result = aggregator.add_bars(decoded)
+            raw = self.decoder.decode_bars(values, keys)
+        verdict: ClockVerdict | None = None
+        if clock is None:
+            verdict = self.clock.judge(
+                self.clocks.get(partition, ClockState()), raw.ts_ms, self.clock_ms() + self.max_clock_skew_ms
+            )
+            self.clocks[partition] = verdict.end
+            decoded, kept = _without_judged(raw, verdict)  # type: ignore[type-var]
+            after = verdict.after[kept]
+        else:
+            decoded, kept, after = raw, np.arange(len(raw), dtype=np.int64), np.asarray(clock)[raw.index]
+        if isinstance(decoded, DecodedTicks):
+            result = aggregator.add(decoded, after)
+        else:
+            result = aggregator.add_bars(decoded, after)
         rejects = sorted([*decoded.rejects, *result.rejects], key=lambda r: r.index)
-        self._track_open_bars(aggregator, progress, decoded, result, open_before, partition_max, offsets)
-        commit, mark = self._commit_point(aggregator, progress, int(offsets[-1]) + 1 if len(offsets) else 0)
+        self._track_open_bars(aggregator, progress, decoded, result, open_before, offsets, verdict, kept)
+        end = int(offsets[-1]) + 1 if len(offsets) else 0
+        commit, mark = self._commit_point(aggregator, progress, end, partition, verdict is not None)
         fresh = [r for r in rejects if offsets[r.index] >= progress.replay_until]
         outcome = self._outcome(fresh, len(rejects) - len(fresh), result, commit, mark)
         refused_here = _refused_symbols(decoded, result.rejects)
@@ -233,16 +265,25 @@ class BarPipeline:
         return outcome
 
     def close_expired(self, partition: int, event_time_ms: int) -> Windows:
-        """Raise the partition's watermark to ``event_time_ms`` - lateness without a record;
-        return the windows of the bars that closed (appended to the buffers).
+        """Raise the partition's clock to ``event_time_ms`` without a record (its watermark to
+        that - lateness); return the windows of the bars that closed (appended to the buffers).
 
         For a caller that splits one partition's records by symbol (``bullflag scan``): each
-        part's pipeline, once fed, is moved to the whole input's newest event time, so it closes
+        part's pipeline, once fed, is moved to the whole input's final clock, so it closes
         exactly the bars one pipeline over every record would have closed by then.
         """
+        state = self.clocks.get(partition, ClockState())
+        clock = event_time_ms if state.clock is None else max(state.clock, event_time_ms)
+        self.clocks[partition] = ClockState(clock, state.window)
         closed = self.aggregator(partition).advance_watermark(event_time_ms).bars
         windows, _, _ = self._close(closed)
         return windows
+
+    def _progress(self, partition: int) -> _Progress:
+        """The partition's open-bar bookkeeping, created on first use."""
+        if partition not in self.progress:
+            self.progress[partition] = _Progress(self.clock.size)
+        return self.progress[partition]
 
     def _track_open_bars(
         self,
@@ -251,14 +292,12 @@ class BarPipeline:
         decoded: DecodedTicks | DecodedBars,
         result: AggregateResult,
         open_before: np.ndarray,
-        partition_max: int,
         offsets: np.ndarray,
+        verdict: ClockVerdict | None,
+        kept: np.ndarray,
     ) -> None:
-        """Record, for bars opened by this batch, the offset of their first tick and the mark.
-
-        The mark is the highest event time of the records before that tick (the ones the
-        aggregator counted: not refused for ``max_symbols``).
-        """
+        """Record, for bars opened by this batch, the offset of their first tick and the clock
+        state just before it (``kept`` maps decoded rows to the rows the clock judged)."""
         open_after = aggregator.open_starts()
         progress.grow(len(open_after))
         before = np.full(len(open_after), NO_BAR, dtype=np.int64)
@@ -267,67 +306,38 @@ class BarPipeline:
         if not opened.any() or not len(decoded.symbols):
             return
         sid = aggregator.ids_of(decoded.symbols)
-        refused = {r.index for r in result.rejects if r.reason == RejectReason.MAX_SYMBOLS}
-        counted = np.ones(len(sid), dtype=bool) if not refused else ~np.isin(decoded.index, list(refused))
-        late = {r.index for r in result.rejects}
-        accepted = counted & ~np.isin(decoded.index, list(late)) if late else counted
-        ts = decoded.ts_ms
-        prior = np.maximum.accumulate(np.r_[partition_max, np.where(counted, ts, NO_TIME)])[:-1]
-        bar = ts // self.interval_ms * self.interval_ms
+        refused = {r.index for r in result.rejects}
+        accepted = ~np.isin(decoded.index, list(refused)) if refused else np.ones(len(sid), dtype=bool)
+        bar = decoded.ts_ms // self.interval_ms * self.interval_ms
         valid = accepted & (sid >= 0)
         starts_bar = valid & opened[np.maximum(sid, 0)] & (bar == open_after[np.maximum(sid, 0)])
         rows = np.flatnonzero(starts_bar)
         symbols, first = np.unique(sid[rows], return_index=True)
         progress.first_offset[symbols] = offsets[decoded.index[rows[first]]]
-        progress.mark[symbols] = prior[rows[first]]
+        if verdict is None:
+            progress.clock[symbols] = NO_CLOCK
+            progress.fill[symbols] = 0
+            return
+        clock, window, fill = verdict.states_before(kept[rows[first]])
+        progress.clock[symbols], progress.window[symbols], progress.fill[symbols] = clock, window, fill
 
     def _commit_point(
-        self, aggregator: BarAggregator, progress: _Progress, end: int
-    ) -> tuple[int, int | None]:
-        """(offset to commit, highest event time before it) for the partition after a batch."""
+        self, aggregator: BarAggregator, progress: _Progress, end: int, partition: int, judged: bool
+    ) -> tuple[int, ClockState | None]:
+        """(offset to commit, the clock just before it) for the partition after a batch."""
         open_now = aggregator.open_starts() != NO_BAR
         if open_now.any():
             oldest = np.flatnonzero(open_now)[np.argmin(progress.first_offset[: len(open_now)][open_now])]
-            mark = int(progress.mark[oldest])
-            return int(progress.first_offset[oldest]), None if mark == NO_TIME else mark
-        watermark = aggregator.watermark_ms
-        return end, None if watermark is None else watermark + self.allowed_lateness_ms
-
-    def _drop_future(self, decoded: Decoded, partition_max: int) -> Decoded:
-        """Reject records too far ahead of the partition or the wall clock (``future_ts``).
-
-        One tick from the year 3000 would otherwise move the watermark past every open bar.
-        """
-        future = future_mask(
-            decoded.ts_ms, partition_max, self.max_time_jump_ms, self.clock_ms() + self.max_clock_skew_ms
-        )
-        if not future.any():
-            return decoded
-        keep = ~future
-        rejects: list[Reject] = [
-            Reject(
-                int(decoded.index[i]), RejectReason.FUTURE_TS, f"ts {int(decoded.ts_ms[i])} is too far ahead"
-            )
-            for i in np.flatnonzero(future).tolist()
-        ]
-        columns = {
-            f.name: getattr(decoded, f.name)[keep]
-            for f in dataclasses.fields(decoded)
-            if isinstance(getattr(decoded, f.name), np.ndarray)
-        }
-        kept = np.flatnonzero(keep).tolist()
-        trade_id = getattr(decoded, "trade_id", None)
-        if trade_id is not None:
-            columns["trade_id"] = [trade_id[i] for i in kept]
-        return dataclasses.replace(
-            decoded,
-            symbols=[decoded.symbols[i] for i in kept],
-            rejects=sorted([*decoded.rejects, *rejects], key=lambda r: r.index),
-            **columns,
-        )
+            return int(progress.first_offset[oldest]), progress.mark(int(oldest)) if judged else None
+        return end, self.clocks.get(partition, ClockState()) if judged else None
 
     def _outcome(
-        self, rejects: list[Reject], replayed: int, result: AggregateResult, commit: int, mark: int | None
+        self,
+        rejects: list[Reject],
+        replayed: int,
+        result: AggregateResult,
+        commit: int,
+        mark: ClockState | None,
     ) -> PartitionOutcome:
         closed = result.bars
         windows, refused, stored = self._close(closed)
@@ -403,37 +413,40 @@ def _refused_symbols(decoded: DecodedTicks | DecodedBars, rejects: list[Reject])
     return {decoded.symbols[i] for i in rows}
 
 
-def future_mask(ts: np.ndarray, partition_max: int, max_jump_ms: int, latest_allowed_ms: int) -> np.ndarray:
-    """bool[n]: records whose event time is too far ahead, judged in arrival order.
-
-    A record is too far ahead when its ``ts`` exceeds ``latest_allowed_ms`` (the wall clock
-    plus allowed skew) or the largest ``ts`` accepted before it (starting from
-    ``partition_max``) by more than ``max_jump_ms``. Rejected records do not move that
-    maximum, so a run of bad records is caught too.
-    """
-    future = ts > latest_allowed_ms
-    for _ in range(_FUTURE_PASSES):
-        accepted = np.where(future, NO_TIME, ts)
-        previous = np.maximum.accumulate(np.r_[partition_max, accepted])[:-1]
-        flagged = future | ((previous != NO_TIME) & (ts > previous + max_jump_ms))
-        if (flagged == future).all():
-            return future
-        future = flagged
-    return _future_mask_sequential(ts, partition_max, max_jump_ms, future)
-
-
-def _future_mask_sequential(
-    ts: np.ndarray, partition_max: int, max_jump_ms: int, future: np.ndarray
-) -> np.ndarray:
-    """The exact arrival-order rule as a loop, for the rare batch with long runs of bad records."""
-    result = future.copy()
-    highest = partition_max
-    for i, t in enumerate(ts.tolist()):
-        if result[i] or (highest != NO_TIME and t > highest + max_jump_ms):
-            result[i] = True
+def _without_judged(decoded: Decoded, verdict: ClockVerdict) -> tuple[Decoded, np.ndarray]:
+    """The records the clock accepted, with a ``future_ts`` / ``past_ts`` reject for each other,
+    and the rows kept."""
+    judged = verdict.future | verdict.past
+    kept = np.flatnonzero(~judged)
+    if len(kept) == len(judged):
+        return decoded, kept
+    rejects: list[Reject] = []
+    for i in np.flatnonzero(judged).tolist():
+        ts, clock = int(decoded.ts_ms[i]), int(verdict.before[i])
+        if verdict.past[i]:
+            reason, detail = RejectReason.PAST_TS, f"ts {ts} is too far behind the partition's clock {clock}"
+        elif clock != NO_CLOCK and ts > clock:
+            reason = RejectReason.FUTURE_TS
+            detail = f"ts {ts} is too far ahead of the partition's clock {clock}"
         else:
-            highest = max(highest, t)
-    return result
+            reason, detail = RejectReason.FUTURE_TS, f"ts {ts} is too far ahead of the wall clock"
+        rejects.append(Reject(int(decoded.index[i]), reason, detail))
+    columns = {
+        f.name: getattr(decoded, f.name)[kept]
+        for f in dataclasses.fields(decoded)
+        if isinstance(getattr(decoded, f.name), np.ndarray)
+    }
+    rows = kept.tolist()
+    trade_id = getattr(decoded, "trade_id", None)
+    if trade_id is not None:
+        columns["trade_id"] = [trade_id[i] for i in rows]
+    replaced = dataclasses.replace(
+        decoded,
+        symbols=[decoded.symbols[i] for i in rows],
+        rejects=sorted([*decoded.rejects, *rejects], key=lambda r: r.index),
+        **columns,
+    )
+    return replaced, kept
 
 
 def _windows_ending_at_each_bar(

@@ -79,10 +79,13 @@ class RejectReason(StrEnum):
     BAD_VOLUME = "bad_volume"
     """Bar input: ``volume`` is not a finite number >= 0."""
     LATE = "late"
-    FUTURE_TS = "future_ts"
     """The tick's bar had already closed (set by :mod:`consumer.core.bars`)."""
+    FUTURE_TS = "future_ts"
+    """Too far ahead of the partition's event-time clock or of the wall clock (:mod:`consumer.core.clock`)."""
     MAX_SYMBOLS = "max_symbols"
     """A new symbol beyond the configured symbol limit (set by bars / buffers callers)."""
+    PAST_TS = "past_ts"
+    """Too far behind the partition's event-time clock (:mod:`consumer.core.clock`)."""
 
 
 @dataclass(frozen=True, slots=True)

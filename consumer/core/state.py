@@ -14,11 +14,18 @@ partition p. Two kinds of record:
 - **checkpoint**: key ``checkpoint``, written after the bars of a batch: the batch's end offset
   (everything before it is in the state), the offset the worker is about to commit (the first
   tick of the oldest open bar, so those ticks are read again after a restart) with the
-  partition's highest event time before it, and the last commit known to have succeeded.
+  partition's event-time clock just before it (:class:`consumer.core.clock.ClockState`: the
+  clock and its window of recent event times), and the last commit known to have succeeded.
+  Version 2; a version-1 checkpoint (the highest event time instead of the clock) is read as a
+  clock at that time with an empty window, and says so (``migrated_from``).
 
 Restore reads a partition from the beginning to its high watermark and applies bar records
 only up to the last checkpoint: bars after it belong to a batch whose state was not complete,
-whose ticks are read again anyway.
+whose ticks are read again anyway. Every record carries its writer's fencing generation
+(:mod:`consumer.kafka.fencing`; checkpoints also name the group generation and member): a
+record of a lower generation than one already read is a stale writer's (a paused worker that
+resumed after its partitions moved) and is skipped, so restore never uses an older owner's
+checkpoint written after a newer owner's.
 """
 
 from __future__ import annotations
@@ -29,7 +36,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-STATE_VERSION = 1
+from consumer.core.clock import ClockState, ClockStateError
+
+BAR_VERSION = 1
+"""Version byte of bar records."""
+CHECKPOINT_VERSION = 2
+"""Version of checkpoint records (2: the clock state; 1: the highest event time)."""
 BAR_KEY_PREFIX = b"b|"
 CHECKPOINT_KEY = b"checkpoint"
 BAR_DTYPE = np.dtype([("version", "u1"), ("start", "<i8"), ("ohlcv", "<f8", (5,))])
@@ -44,47 +56,79 @@ class Checkpoint:
     """Progress of one input partition, as recorded in its state partition.
 
     ``end``: offset up to which every closed bar is in the state; ``commit`` / ``mark``: the
-    offset being committed and the highest event time before it; ``last_commit`` /
-    ``last_mark``: the previous commit that succeeded (used if the newest one did not).
+    offset being committed and the event-time clock just before it; ``last_commit`` /
+    ``last_mark``: the previous commit that succeeded (used if the newest one did not);
+    ``migrated_from``: the version of an older record this was read from, else None;
+    ``generation`` / ``member``: the writer's fencing generation and group member id.
     """
 
     end: int
     commit: int
-    mark: int | None
+    mark: ClockState | None
     last_commit: int | None = None
-    last_mark: int | None = None
+    last_mark: ClockState | None = None
+    migrated_from: int | None = None
+    generation: int | None = None
+    member: str | None = None
 
     def encode(self) -> bytes:
         """The record value."""
         return orjson.dumps(
             {
-                "v": STATE_VERSION,
+                "v": CHECKPOINT_VERSION,
                 "end": self.end,
                 "commit": self.commit,
-                "mark": self.mark,
+                "mark": None if self.mark is None else self.mark.to_json(),
                 "last_commit": self.last_commit,
-                "last_mark": self.last_mark,
+                "last_mark": None if self.last_mark is None else self.last_mark.to_json(),
+                "generation": self.generation,
+                "member": self.member,
             }
         )
 
     @staticmethod
     def decode(value: bytes) -> Checkpoint:
-        """Parse a record value; ``StateError`` on anything else."""
+        """Parse a record value (version 2, or 1 migrated); ``StateError`` on anything else."""
         try:
             raw = orjson.loads(value)
-            if raw.get("v") != STATE_VERSION:
-                raise StateError(f"checkpoint version {raw.get('v')!r}, this code reads {STATE_VERSION}")
-            return Checkpoint(raw["end"], raw["commit"], raw["mark"], raw["last_commit"], raw["last_mark"])
-        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            version = raw.get("v")
+            if version not in (1, CHECKPOINT_VERSION):
+                raise StateError(
+                    f"checkpoint version {version!r}: this code reads versions 1 and {CHECKPOINT_VERSION}; "
+                    "run the release that wrote it, or start a new --group-id to rebuild the state"
+                )
+            mark, last_mark = (_mark(raw["mark"], version), _mark(raw["last_mark"], version))
+            return Checkpoint(
+                raw["end"],
+                raw["commit"],
+                mark,
+                raw["last_commit"],
+                last_mark,
+                None if version == CHECKPOINT_VERSION else version,
+                raw.get("generation"),
+                raw.get("member"),
+            )
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ClockStateError) as exc:
             raise StateError(f"corrupt checkpoint record: {exc}") from exc
 
-    def mark_for(self, committed: int | None) -> int | None:
-        """Highest event time before the committed offset ``committed``, if this checkpoint knows it."""
+    def mark_for(self, committed: int | None) -> ClockState | None:
+        """The clock just before the committed offset ``committed``, if this checkpoint knows it."""
         if committed == self.commit:
             return self.mark
         if committed is not None and committed == self.last_commit:
             return self.last_mark
         return None
+
+
+def _mark(raw: object, version: int) -> ClockState | None:
+    """A checkpoint's clock: version 2 stores the state, version 1 the highest event time."""
+    if raw is None:
+        return None
+    if version == 1:
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise StateError(f"corrupt version-1 checkpoint: mark {raw!r:.80} is not an integer")
+        return ClockState(raw, ())
+    return ClockState.from_json(raw)
 
 
 def bar_records(
@@ -100,7 +144,7 @@ def bar_records(
     Slots by bar time, or by ``sequence`` int64[m] (each bar's number within its symbol) when given.
     """
     packed = np.empty(len(symbols), dtype=BAR_DTYPE)
-    packed["version"] = STATE_VERSION
+    packed["version"] = BAR_VERSION
     packed["start"] = bar_start
     packed["ohlcv"] = ohlcv
     slot = (bar_start // interval_ms if sequence is None else np.asarray(sequence, np.int64)) % slots
@@ -124,6 +168,10 @@ class RestoredPartition:
     ohlcv: list[np.ndarray]
     checkpoint: Checkpoint | None
     records: int
+    generation: int = -1
+    """The highest fencing generation in the partition's state (-1: none)."""
+    stale: int = 0
+    """Records skipped as a stale writer's."""
     sequences: list[int] = field(default_factory=list)
 
     @property
@@ -147,12 +195,28 @@ class StateReplay:
         self._pending: dict[bytes, bytes | None] = {}
         self._checkpoint: Checkpoint | None = None
         self._records = 0
+        self._generation = -1
+        self._stale = 0
 
-    def apply(self, keys: Sequence[bytes | None], values: Sequence[bytes | None]) -> None:
-        """Feed records (in offset order) of the state partition."""
+    def apply(
+        self,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes | None],
+        generations: Sequence[int] | None = None,
+    ) -> None:
+        """Feed records (in offset order) of the state partition, with each one's fencing
+        generation (default -1, as for records written without one)."""
         self._records += len(keys)
         pending = self._pending
-        for key, value in zip(keys, values, strict=True):
+        for key, value, generation in zip(
+            keys, values, generations if generations is not None else [-1] * len(keys), strict=True
+        ):
+            if generation < self._generation:
+                self._stale += 1
+                continue
+            if generation > self._generation:
+                self._generation = generation
+                pending.clear()
             if key == CHECKPOINT_KEY and value is not None:
                 self._checkpoint = Checkpoint.decode(value)
                 for bar_key, bar in pending.items():
@@ -169,14 +233,16 @@ class StateReplay:
         slots are bar times, every slot's bar when they are sequence numbers. A tombstone
         (a record without a value) removes its slot's bar."""
         if not self._applied:
-            return RestoredPartition([], [], [], self._checkpoint, self._records)
+            return RestoredPartition(
+                [], [], [], self._checkpoint, self._records, self._generation, self._stale
+            )
         keys = list(self._applied)
         values = b"".join(self._applied.values())
         if len(values) != len(keys) * BAR_DTYPE.itemsize:
             raise StateError("corrupt bar record in the state topic: unexpected value size")
         packed = np.frombuffer(values, dtype=BAR_DTYPE)
-        if (packed["version"] != STATE_VERSION).any():
-            raise StateError(f"bar records of another state version than {STATE_VERSION}")
+        if (packed["version"] != BAR_VERSION).any():
+            raise StateError(f"bar records of another version than {BAR_VERSION}")
         names = [key[len(BAR_KEY_PREFIX) : key.rindex(b"|")].decode() for key in keys]
         order = sorted(range(len(names)), key=lambda i: (names[i], int(packed["start"][i])))
         symbols, starts, bars, sequences = [], [], [], []
@@ -192,7 +258,9 @@ class StateReplay:
             symbols.append(symbol)
             starts.append(start[recent].astype(np.int64))
             bars.append(packed["ohlcv"][rows][recent].astype(np.float64))
-        return RestoredPartition(symbols, starts, bars, self._checkpoint, self._records, sequences)
+        return RestoredPartition(
+            symbols, starts, bars, self._checkpoint, self._records, self._generation, self._stale, sequences
+        )
 
 
 def _runs(names: list[str], rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -210,14 +278,22 @@ class CheckpointBook:
     """Builds each partition's checkpoint and remembers its last commit that succeeded."""
 
     def __init__(self) -> None:
-        self._committed: dict[int, tuple[int, int | None]] = {}
+        self._committed: dict[int, tuple[int, ClockState | None]] = {}
 
-    def checkpoint(self, partition: int, end: int, commit: int, mark: int | None) -> Checkpoint:
+    def checkpoint(
+        self,
+        partition: int,
+        end: int,
+        commit: int,
+        mark: ClockState | None,
+        generation: int | None = None,
+        member: str | None = None,
+    ) -> Checkpoint:
         """The checkpoint to write after a batch's bars, before committing ``commit``."""
-        last = self._committed.get(partition)
-        return Checkpoint(end, commit, mark, *(last if last is not None else (None, None)))
+        last_commit, last_mark = self._committed.get(partition, (None, None))
+        return Checkpoint(end, commit, mark, last_commit, last_mark, None, generation, member)
 
-    def committed(self, partition: int, commit: int, mark: int | None) -> None:
+    def committed(self, partition: int, commit: int, mark: ClockState | None) -> None:
         """Record that ``commit`` (with its ``mark``) was committed."""
         self._committed[partition] = (commit, mark)
 

@@ -28,7 +28,7 @@ import orjson
 from bullflag_model.features import SEQ_LEN
 from bullflag_model.infer import PROB_KEYS
 from bullflag_model.output import SCHEMA_VERSION, CNNDocument, DocumentError
-from consumer.core.state import BAR_DTYPE, BAR_KEY_PREFIX, STATE_VERSION
+from consumer.core.state import BAR_DTYPE, BAR_KEY_PREFIX, BAR_VERSION
 
 DEFAULT_CAPACITY: Final = 500
 DEFAULT_BARS_PER_SYMBOL: Final = 3 * SEQ_LEN
@@ -163,7 +163,7 @@ class BarBook:
                 self.bad_records += 1
                 continue
             bar = np.frombuffer(value, dtype=BAR_DTYPE)[0]
-            if int(bar["version"]) != STATE_VERSION:
+            if int(bar["version"]) != BAR_VERSION:
                 self.bad_records += 1
                 continue
             symbol = key[len(BAR_KEY_PREFIX) : key.rindex(b"|")].decode(errors="replace")

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from consumer.core.state import Checkpoint, RestoredPartition, StateReplay
+from consumer.core.state import CHECKPOINT_VERSION, Checkpoint, RestoredPartition, StateReplay
 from consumer.kafka.clients import Connection, as_settings
+from consumer.kafka.fencing import record_generation
 from consumer.kafka.topic_reader import TopicReadError, read_partitions
 from consumer.kafka.topics import existing_topics
 
@@ -49,7 +50,8 @@ async def read_state(
     replays = {tp: StateReplay(interval_ms, seq_len, by_sequence) for tp in tps}
 
     def apply(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        replays[tp].apply([r.key for r in records], [r.value for r in records])
+        generations = [record_generation(r.headers) for r in records]
+        replays[tp].apply([r.key for r in records], [r.value for r in records], generations)
 
     try:
         await read_partitions(
@@ -84,4 +86,13 @@ def report_reset(tp: TopicPartition, committed: int | None, checkpoint: Checkpoi
             "state was lost (reset); buffers start cold, so its symbols need 200 new bars to be scored",
             tp.partition,
             committed,
+        )
+    if checkpoint is not None and checkpoint.migrated_from is not None:
+        log.warning(
+            "partition %d: checkpoint of state version %d read as version %d: its event-time clock "
+            "restarts from the saved time with an empty window (outputs stay exact; the next "
+            "checkpoint is written in the new version)",
+            tp.partition,
+            checkpoint.migrated_from,
+            CHECKPOINT_VERSION,
         )

@@ -35,10 +35,11 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
-from consumer.core.record_rules import Reject
 from consumer.core.scoring import Scorer
 from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
 from consumer.kafka.clients import new_consumer, new_producer
+from consumer.kafka.dead_letters import dead_letters
+from consumer.kafka.fencing import Fence
 from consumer.kafka.publisher import Outgoing, Publisher
 from consumer.kafka.rebalance import PartitionListener
 from consumer.kafka.restore import read_state, report_reset
@@ -54,17 +55,6 @@ log = logging.getLogger("bullflag.worker")
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
 MAX_BATCH_BYTES = 512 * 1024
-
-
-def dead_letter_headers(topic: str, record: ConsumerRecord, reject: Reject) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter record: why it was rejected and where it came from."""
-    return [
-        ("bullflag.reason", str(reject.reason).encode()),
-        ("bullflag.detail", reject.detail.encode()),
-        ("bullflag.source.topic", topic.encode()),
-        ("bullflag.source.partition", str(record.partition).encode()),
-        ("bullflag.source.offset", str(record.offset).encode()),
-    ]
 
 
 _value = operator.attrgetter("value")
@@ -107,6 +97,7 @@ class Worker:
             max_record_bytes=settings.max_record_bytes,
             max_time_jump_ms=settings.max_time_jump_ms,
             max_clock_skew_ms=settings.max_clock_skew_ms,
+            clock_window=settings.clock_window,
             gap_rule=gap_rule(settings, "bars" if settings.input == "bars" else "ticks"),
         )
         self.scorer = Scorer(
@@ -129,11 +120,13 @@ class Worker:
         self._failed = False
         self._lag_updated = 0.0
         self.health_server: HealthServer | None = None
+        timing = settings.consumer_timing | self._consumer_options
+        self._fence = Fence(timing["session_timeout_ms"] / 1000)
 
     @property
     def ready(self) -> bool:
         """Serving: joined the group at least once and the broker answers."""
-        return self._assigned_once and self._broker_ok and not self._failed
+        return self._assigned_once and self._broker_ok and not self._failed and not self._fence.blocked
 
     @property
     def failed(self) -> bool:
@@ -151,6 +144,8 @@ class Worker:
             return "worker failed"
         if not self._assigned_once:
             return "waiting for partition assignment"
+        if self._fence.blocked:
+            return "missed the group session; rejoining before writing again"
         return "broker unreachable" if not self._broker_ok else "ready"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -202,12 +197,13 @@ class Worker:
                 self._consumer.subscribe([self.settings.ticks_topic], listener=PartitionListener(self))
                 if not await start_with_retries(self._consumer.start, "consumer", stop):
                     return
-                broker_check = asyncio.create_task(self._watch_broker(stop))
+                self._fence.attach(self._consumer)
+                watch = asyncio.gather(self._watch_broker(stop), self._fence.keep_ticking(stop))
                 try:
                     await self._consume(stop)
                 finally:
-                    broker_check.cancel()
-                    await asyncio.gather(broker_check, return_exceptions=True)
+                    watch.cancel()
+                    await asyncio.gather(watch, return_exceptions=True)
             finally:
                 await self._consumer.stop()
         finally:
@@ -282,7 +278,7 @@ class Worker:
         started = time.perf_counter()
         outcomes: dict[TopicPartition, PartitionOutcome] = {}
         ends: dict[TopicPartition, int] = {}
-        dead_letters: list[Outgoing] = []
+        dead_letters_out: list[Outgoing] = []
         windows: list[Windows] = []
         for tp, records in batch.items():
             if tp not in self._expected:
@@ -302,7 +298,10 @@ class Worker:
             outcomes[tp] = outcome
             ends[tp] = records[-1].offset + 1
             self.metrics.record_consumed(tp.topic, len(records))
-            dead_letters += self._dead_letters(tp.topic, records, outcome.rejects)
+            letters, counts = dead_letters(self.settings.dlq_topic, tp.topic, records, outcome.rejects)
+            dead_letters_out += letters
+            if counts:
+                self.metrics.record_dead_letters(counts)
             self.metrics.record_duplicates(outcome.duplicates)
             self.metrics.record_bars_closed(
                 trades=outcome.trade_bars, gap=outcome.gap_bars, newest_end_ms=outcome.newest_bar_end_ms
@@ -310,7 +309,7 @@ class Worker:
             self.metrics.record_refused_symbols(len(outcome.refused_symbols))
             windows.append(outcome.windows)
         to_score = Windows.concat(windows, self.pipeline.seq_len)
-        return _Ingested(started, time.perf_counter(), outcomes, ends, dead_letters, to_score)
+        return _Ingested(started, time.perf_counter(), outcomes, ends, dead_letters_out, to_score)
 
     async def _finish(self, ingested: _Ingested, previous: asyncio.Task[None] | None) -> None:
         """Score the batch's windows, then (after the batch before it) publish outputs and dead
@@ -332,34 +331,20 @@ class Worker:
             ]
         if previous is not None:
             await previous
+        if self._fence.refuses("outputs and dead letters"):
+            return
         await self._publish(outgoing)
         outputs = len(outgoing) - len(ingested.dead_letters)
         if outputs:
             self.metrics.record_published(outputs)
             self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - ingested.closed_at))
+        if self._fence.refuses("state records"):
+            return
         await self._publish(self._state_records(ingested))
+        if self._fence.refuses("the commit"):
+            return
         await self._commit(ingested.outcomes)
         self.metrics.observe_batch(time.perf_counter() - ingested.started)
-
-    def _dead_letters(
-        self, topic: str, records: list[ConsumerRecord], rejects: list[Reject]
-    ) -> list[Outgoing]:
-        """Each rejected record, unchanged, for the dead-letter topic with its reason."""
-        if not rejects:
-            return []
-        counts: dict[str, int] = {}
-        for reject in rejects:
-            counts[str(reject.reason)] = counts.get(str(reject.reason), 0) + 1
-        self.metrics.record_dead_letters(counts)
-        return [
-            Outgoing(
-                self.settings.dlq_topic,
-                records[r.index].key,
-                records[r.index].value,
-                dead_letter_headers(topic, records[r.index], r),
-            )
-            for r in rejects
-        ]
 
     def _state_records(self, ingested: _Ingested) -> list[Outgoing]:
         """Closed bars, then a checkpoint, per partition, for the state topic's same partition."""
@@ -367,8 +352,9 @@ class Worker:
         out = []
         for tp, outcome in ingested.outcomes.items():
             stored = outcome.stored
+            headers = self._fence.headers(tp.partition)
             out += [
-                Outgoing(state_topic, key, value, partition=tp.partition)
+                Outgoing(state_topic, key, value, headers, tp.partition)
                 for key, value in bar_records(
                     stored.symbols,
                     stored.bar_start,
@@ -379,9 +365,14 @@ class Worker:
                 )
             ]
             checkpoint = self._checkpoints.checkpoint(
-                tp.partition, ingested.ends[tp], outcome.commit, outcome.mark
+                tp.partition,
+                ingested.ends[tp],
+                outcome.commit,
+                outcome.mark,
+                self._fence.generation(tp.partition),
+                self._fence.member,
             )
-            out.append(Outgoing(state_topic, CHECKPOINT_KEY, checkpoint.encode(), partition=tp.partition))
+            out.append(Outgoing(state_topic, CHECKPOINT_KEY, checkpoint.encode(), headers, tp.partition))
         return out
 
     async def _publish(self, records: list[Outgoing]) -> None:
@@ -454,6 +445,7 @@ class Worker:
                 self._expected.pop(tp, None)
                 self.pipeline.drop_partition(tp.partition)
                 self._checkpoints.forget(tp.partition)
+                self._fence.forget(tp.partition)
         log.info("revoked %s", sorted(tp.partition for tp in revoked))
 
     async def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -485,6 +477,7 @@ class Worker:
                 committed = await self._consumer.committed(tp)
                 report_reset(tp, committed, restored[tp.partition].checkpoint)
                 symbols += self.pipeline.restore_partition(tp.partition, restored[tp.partition], committed)
+                self._fence.restored(tp.partition, restored[tp.partition].generation)
                 self._expected[tp] = committed
         self.metrics.record_state_restored(symbols)
         partitions = sorted(tp.partition for tp in assigned)

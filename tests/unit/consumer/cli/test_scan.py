@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.cli import main, scanning
-from consumer.cli.scanning import ScanJob, chunks, load_model, scan_chunk, start_worker
+from consumer.cli.scanning import ScanJob, chunks, judge_rows, load_model, scan_chunk, start_worker
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline
 from consumer.core.scoring import Scorer
@@ -94,9 +94,10 @@ def test_scan_writes_what_one_worker_partition_publishes(market: Path, tmp_path:
 def test_chunks_of_a_few_symbols_give_the_same_documents(market: Path) -> None:
     table = read_table(market)
     settings = Settings(bar_interval="1m", threshold=0.2)
-    job = ScanJob(settings, "bars", int(table.ts_ms.max()), gaps=gap_rule(settings, "bars"))
+    verdicts = judge_rows(table.ts_ms, settings, now_ms=int(table.ts_ms.max()))
+    job = ScanJob(settings, "bars", verdicts.end, gaps=gap_rule(settings, "bars"))
     start_worker(job, load_model(settings))
-    parts = list(chunks(table, np.arange(len(table)), target_rows=300))
+    parts = list(chunks(table, np.arange(len(table)), verdicts.after, target_rows=300))
 
     values = [v for part in parts for v in scan_chunk(part).values]
 
@@ -232,17 +233,18 @@ def test_an_output_that_cannot_be_written_exits_1(
     assert "writing the results failed" in capsys.readouterr().err
 
 
-def test_rows_too_far_ahead_of_the_whole_input_are_future_ts_as_in_one_partition(
+def test_rows_far_from_the_whole_inputs_clock_are_judged_as_in_one_partition(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("BULLFLAG_MAX_TIME_JUMP", "1h")
     path = tmp_path / "t.csv"
     late = T0 + 3 * 3_600_000
-    path.write_text(f"symbol,ts,price\nA,{T0},1.0\nA,{T0 + MINUTE},1.1\nB,{late},2.0\nB,{late + 1},2.1\n")
+    steady = "".join(f"A,{T0 + i * MINUTE},1.0\n" for i in range(9))
+    path.write_text(f"symbol,ts,price\n{steady}B,{late},2.0\nB,{late + 1},2.1\n")
 
     assert main(["scan", str(path), "--out", str(tmp_path / "out.jsonl"), "--no-progress"]) == 0
 
     err = capsys.readouterr().err
-    assert f"skipped {path}, line 4: future_ts: ts {late} is too far ahead" in err
-    assert f"skipped {path}, line 5: future_ts" in err
+    assert f"skipped {path}, line 11: future_ts: ts {late} is too far ahead" in err
+    assert f"skipped {path}, line 12: future_ts" in err
     assert "skipped 2 bad rows: future_ts 2" in err

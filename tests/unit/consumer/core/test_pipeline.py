@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.core.bars import BarAggregator
-from consumer.core.pipeline import NO_TIME, BarPipeline, Windows, future_mask
+from consumer.core.clock import ClockState, EventClock
+from consumer.core.pipeline import BarPipeline, Windows
 
 SEQ_LEN = 5
 INTERVAL = 1_000
@@ -49,7 +50,9 @@ def by_bar(windows: Windows) -> dict[tuple[str, int], tuple[np.ndarray, int]]:
 def test_each_window_is_the_last_bars_up_to_its_bar() -> None:
     values, keys = tick_stream(seed=1, n=400, symbols=3)
     decoder_pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
-    closed = BarAggregator(INTERVAL, 0).add(decoder_pipeline.decoder.decode_ticks(values, keys)).bars
+    decoded = decoder_pipeline.decoder.decode_ticks(values, keys)
+    clock = EventClock().judge(ClockState(), decoded.ts_ms, latest_allowed_ms=2**62).after
+    closed = BarAggregator(INTERVAL, 0).add(decoded, clock).bars
     expected = {}
     for symbol in set(closed.symbols):
         rows = [i for i, s in enumerate(closed.symbols) if s == symbol]
@@ -89,30 +92,6 @@ def test_dropping_a_partition_frees_its_symbols() -> None:
     assert len(pipeline.buffers) == 4
     assert pipeline.drop_partition(0) == 4
     assert len(pipeline.buffers) == 0
-
-
-def sequential_future(ts: list[int], partition_max: int, jump: int, latest: int) -> list[bool]:
-    """The rule, one record at a time."""
-    out, highest = [], partition_max
-    for t in ts:
-        bad = t > latest or (highest != NO_TIME and t > highest + jump)
-        out.append(bad)
-        highest = highest if bad else max(highest, t)
-    return out
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    ts=st.lists(st.integers(0, 10_000), max_size=40),
-    partition_max=st.one_of(st.just(NO_TIME), st.integers(0, 5_000)),
-    jump=st.integers(0, 3_000),
-    latest=st.integers(0, 12_000),
-)
-def test_future_mask_equals_the_sequential_rule(
-    ts: list[int], partition_max: int, jump: int, latest: int
-) -> None:
-    mask = future_mask(np.array(ts, dtype=np.int64), partition_max, jump, latest)
-    assert mask.tolist() == sequential_future(ts, partition_max, jump, latest)
 
 
 def test_a_tick_from_the_year_3000_closes_nothing() -> None:

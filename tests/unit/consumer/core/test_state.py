@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core.clock import ClockState
 from consumer.core.gaps import GapRule
 from consumer.core.pipeline import BarPipeline, PartitionOutcome
 from consumer.core.state import (
@@ -178,13 +179,14 @@ def test_bar_records_round_trip_and_keep_the_newest_per_slot() -> None:
     assert len({key for key, _ in records}) == SEQ_LEN
     replay = StateReplay(INTERVAL, SEQ_LEN)
     replay.apply(
-        [k for k, _ in records] + [CHECKPOINT_KEY], [v for _, v in records] + [Checkpoint(12, 12, 5).encode()]
+        [k for k, _ in records] + [CHECKPOINT_KEY],
+        [v for _, v in records] + [Checkpoint(12, 12, ClockState(5, (4, 5))).encode()],
     )
     restored = replay.result()
     assert restored.symbols == ["AAPL"]
     np.testing.assert_array_equal(restored.bar_start[0], starts[-SEQ_LEN:])
     np.testing.assert_array_equal(restored.ohlcv[0], bars[-SEQ_LEN:])
-    assert restored.checkpoint == Checkpoint(12, 12, 5)
+    assert restored.checkpoint == Checkpoint(12, 12, ClockState(5, (4, 5)))
 
 
 def test_bars_after_the_last_checkpoint_are_ignored() -> None:
@@ -199,10 +201,10 @@ def test_bars_after_the_last_checkpoint_are_ignored() -> None:
 
 def test_checkpoint_knows_the_mark_of_the_last_good_commit() -> None:
     book = CheckpointBook()
-    book.committed(0, 100, 5_000)
-    checkpoint = book.checkpoint(0, end=180, commit=150, mark=7_000)
-    assert checkpoint.mark_for(150) == 7_000
-    assert checkpoint.mark_for(100) == 5_000
+    book.committed(0, 100, ClockState(5_000))
+    checkpoint = book.checkpoint(0, end=180, commit=150, mark=ClockState(7_000, (7_000,)))
+    assert checkpoint.mark_for(150) == ClockState(7_000, (7_000,))
+    assert checkpoint.mark_for(100) == ClockState(5_000)
     assert checkpoint.mark_for(42) is None
 
 
@@ -213,3 +215,34 @@ def test_corrupt_records_name_the_problem() -> None:
     replay.apply([b"b|A|000", CHECKPOINT_KEY], [b"short", Checkpoint(1, 1, None).encode()])
     with pytest.raises(StateError, match="value size"):
         replay.result()
+
+
+def test_a_checkpoint_round_trips_with_its_clock() -> None:
+    checkpoint = Checkpoint(10, 8, ClockState(7, (5, 6, 7)), 4, ClockState(None, (1, 2)))
+    assert Checkpoint.decode(checkpoint.encode()) == checkpoint
+
+
+def test_a_version_1_checkpoint_is_migrated_to_a_clock_at_its_mark() -> None:
+    old = orjson.dumps({"v": 1, "end": 9, "commit": 7, "mark": 5_000, "last_commit": None, "last_mark": None})
+    checkpoint = Checkpoint.decode(old)
+    assert checkpoint.mark == ClockState(5_000, ())
+    assert checkpoint.migrated_from == 1
+    assert Checkpoint.decode(checkpoint.encode()).migrated_from is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (b'{"v": 3, "end": 1, "commit": 1, "mark": null}', "checkpoint version 3"),
+        (b'{"v": 2, "end": 1, "commit": 1, "mark": 5, "last_commit": null, "last_mark": null}', "clock"),
+        (
+            b'{"v": 2, "end": 1, "commit": 1, "mark": {"clock": 1, "window": ["x"]}, "last_commit": null, '
+            b'"last_mark": null}',
+            "window",
+        ),
+        (b'{"v": 1, "end": 1, "commit": 1, "mark": "x", "last_commit": null, "last_mark": null}', "mark"),
+    ],
+)
+def test_checkpoints_of_other_versions_or_shapes_are_refused_by_name(value: bytes, problem: str) -> None:
+    with pytest.raises(StateError, match=problem):
+        Checkpoint.decode(value)

@@ -61,6 +61,7 @@ def test_reason_codes_are_stable() -> None:
         "late",
         "future_ts",
         "max_symbols",
+        "past_ts",
     ]
 
 
