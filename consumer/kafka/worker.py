@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -95,7 +94,7 @@ class Worker:
         producer_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.infer = infer or BullFlagCNNInfer(settings.checkpoint, enable_gradcam=settings.gradcam)
+        self.infer = infer or BullFlagCNNInfer(settings.checkpoint, **settings.scoring_options)
         self.infer.resolve_threshold(settings.threshold)
         self.pipeline = BarPipeline(
             settings.bar_interval_ms,
@@ -154,8 +153,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, process batches until ``stop`` is set, then shut down cleanly."""
         settings = self.settings
-        if settings.torch_threads > 0:
-            self._scoring.submit(torch.set_num_threads, settings.torch_threads).result()
+        if settings.torch_threads > 0 and self.infer.backend_name == "torch":
+            self._scoring.submit(self.infer.set_threads, settings.torch_threads).result()
         self.health_server = HealthServer(
             settings.metrics_host,
             settings.metrics_port,
