@@ -318,10 +318,7 @@ class Worker:
             loop = asyncio.get_running_loop()
             scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
             self.metrics.record_scoring(
-                scored.windows,
-                time.perf_counter() - ingested.closed_at,
-                signals=scored.signals,
-                gradcam_maps=scored.maps,
+                scored.windows, scored.calls, signals=scored.signals, gradcam_maps=scored.maps
             )
             outgoing += [
                 Outgoing(self.settings.signals_topic, symbol.encode(), value, self.scorer.headers)
