@@ -85,6 +85,7 @@ def compare_documents(
     """Ids, and every rounded value, of the two backends' documents; differences explained or not."""
     ids = sum(t["id"] != o["id"] for t, o in zip(torch_docs, onnx_docs, strict=True))
     differing_docs = boundary_values = unexplained = 0
+    examples: list[str] = []
     for i, (t, o) in enumerate(zip(torch_docs, onnx_docs, strict=True)):
         if t == o:
             continue
@@ -96,8 +97,11 @@ def compare_documents(
                 explained = on_boundary(t[key], o[key], PROB_DECIMALS, float(raw_a), float(raw_b))
                 boundary_values += explained
                 unexplained += not explained
+                if not explained and len(examples) < 5:
+                    examples.append(f"row {i} {key}: {t[key]} vs {o[key]} (raw {raw_a} vs {raw_b})")
         if t["signal"] != o["signal"] or (t["activation_map"] is None) != (o["activation_map"] is None):
             unexplained += 1
+            examples.append(f"row {i}: signal or map presence differs")
             continue
         if t["activation_map"] is not None:
             for j, (a, b) in enumerate(
@@ -109,12 +113,22 @@ def compare_documents(
                     )
                     boundary_values += explained
                     unexplained += not explained
+                    if not explained and len(examples) < 5:
+                        examples.append(
+                            f"row {i} bar {j}: {a} vs {b} "
+                            f"(raw {raw_t['cams'][i, j]} vs {raw_o['cams'][i, j]})"
+                        )
+        for key in t.keys() - {*PROB_KEYS, "sequence_score", "activation_map"}:
+            if t[key] != o[key]:
+                unexplained += 1
+                examples.append(f"row {i} {key}: {t[key]} vs {o[key]}")
     return {
         "documents": len(torch_docs),
         "ids_differing": ids,
         "documents_differing": differing_docs,
         "values_on_rounding_boundary": boundary_values,
         "values_differing_otherwise": unexplained,
+        "examples_differing_otherwise": examples[:5],
     }
 
 

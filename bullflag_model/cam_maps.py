@@ -22,7 +22,11 @@ def _resample_plan(l_conv: int, seq_len: int) -> tuple[np.ndarray, np.ndarray, n
     src = np.maximum(src, np.float32(0.0))
     i0 = src.astype(np.int64)
     lam = (src - i0.astype(np.float32)).astype(np.float32)
-    i1 = np.where(i0 < l_conv - 1, i0 + 1, i0)
+    last = i0 >= l_conv - 1
+    i1 = np.where(last, i0, i0 + 1)
+    # Past the last source step every output is that step's value exactly, as in torch: a
+    # weight on the same value twice would round differently from bar to bar and break ties.
+    lam = np.where(last, np.float32(0.0), lam).astype(np.float32)
     return i0, i1, lam
 
 
