@@ -9,7 +9,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SCRIPTS = ("bench_gradcam", "bench_worker", "bench_peer", "bench_state", "bench_scan", "bench_demo")
+SCRIPTS = (
+    "bench_gradcam",
+    "bench_backends",
+    "parity_backends",
+    "bench_worker",
+    "bench_peer",
+    "bench_state",
+    "bench_scan",
+    "bench_demo",
+)
 
 
 def main() -> int:

@@ -42,7 +42,7 @@ from consumer.ops.gc_tuning import batch_friendly_gc
 INTERVAL_MS = 60_000
 START_MS = 1_732_550_400_000
 PARTITIONS = 4
-E2E_COLUMNS = ("symbols", "input", "ticks", "windows_scored", "ticks_per_s", "cpu_us_per_tick")
+E2E_COLUMNS = ("symbols", "input", "backend", "ticks", "windows_scored", "ticks_per_s", "cpu_us_per_tick")
 SEQ_LEN = 200
 FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
 
@@ -113,7 +113,9 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(bootstrap: str, name: str, threshold: float) -> AsyncIterator[Worker]:
+async def running_worker(
+    bootstrap: str, name: str, threshold: float, backend: str = "auto"
+) -> AsyncIterator[Worker]:
     """A worker on fresh topics ``name``.*, started, yielded, and stopped cleanly."""
     settings = Settings(
         bootstrap_servers=bootstrap,
@@ -126,6 +128,7 @@ async def running_worker(bootstrap: str, name: str, threshold: float) -> AsyncIt
         metrics_host="127.0.0.1",
         metrics_port=0,
         threshold=threshold,
+        backend=backend,
     )
     await ensure_topics(
         bootstrap,
@@ -165,10 +168,12 @@ async def wait_consumed(worker: Worker, target: int) -> None:
     await wait_until(lambda: consumed(worker) >= target, f"fewer than {target} records consumed")
 
 
-async def timed_worker(bootstrap: str, name: str, ticks: int, threshold: float) -> dict[str, float]:
+async def timed_worker(
+    bootstrap: str, name: str, ticks: int, threshold: float, backend: str = "auto"
+) -> dict[str, float]:
     """One worker over the prefilled topic ``name``.ticks, timed from ready until it has taken all
     ``ticks`` records and finished every batch (outputs and state acknowledged, offsets committed)."""
-    async with running_worker(bootstrap, name, threshold) as worker:
+    async with running_worker(bootstrap, name, threshold, backend) as worker:
         while not worker.ready:
             await asyncio.sleep(0.001)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -242,7 +247,7 @@ async def prefill_state(bootstrap: str, state_topic: str, symbols: int) -> None:
 
 
 async def bench_end_to_end(
-    bootstrap: str, symbols: int, ticks: int, source: Input, threshold: float
+    bootstrap: str, symbols: int, ticks: int, source: Input, threshold: float, backend: str = "auto"
 ) -> dict[str, object]:
     """Prefill a 4-partition topic (and, for a warm input, the state topic), then start one
     worker and time it over every record."""
@@ -256,17 +261,17 @@ async def bench_end_to_end(
     if source.warm:
         await prefill_state(bootstrap, f"{name}.group.state", symbols)
     await produce(bootstrap, f"{name}.ticks", values)
-    result = await timed_worker(bootstrap, name, len(values), threshold)
-    return result | {"input": f"{'warm' if source.warm else 'cold'}:{per_bar}"}
+    result = await timed_worker(bootstrap, name, len(values), threshold, backend)
+    return result | {"input": f"{'warm' if source.warm else 'cold'}:{per_bar}", "backend": backend}
 
 
-async def bench_latency(bootstrap: str, symbols: int) -> dict[str, float]:
+async def bench_latency(bootstrap: str, symbols: int, backend: str = "auto") -> dict[str, object]:
     """Warm ``symbols`` symbols, then close one bar of each at once; latencies from the worker."""
     name = f"lat-{symbols}-{time.time_ns()}"
     warm = tick_values(symbols, 1, 201)
     probe = BullFlagCNNInfer()
     threshold = threshold_for_share(probe, symbols, 0.10)
-    async with running_worker(bootstrap, name, threshold) as worker:
+    async with running_worker(bootstrap, name, threshold, backend) as worker:
         latencies: list[np.ndarray] = []
         observe = worker.metrics.observe_latencies
 
@@ -288,6 +293,7 @@ async def bench_latency(bootstrap: str, symbols: int) -> dict[str, float]:
     values = np.concatenate(latencies) if latencies else np.zeros(0)
     return {
         "symbols": symbols,
+        "backend": backend,
         "outputs": int(values.size),
         "p50_ms": float(np.percentile(values, 50) * 1e3) if values.size else float("nan"),
         "p99_ms": float(np.percentile(values, 99) * 1e3) if values.size else float("nan"),
@@ -310,11 +316,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
     async with EmbeddedBroker() as broker:
         results["end_to_end"] = [
-            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, source, 0.9) | {"symbols": s}
+            await bench_end_to_end(broker.bootstrap, s, args.e2e_ticks, source, 0.9, b) | {"symbols": s}
             for s in args.symbols
             for source in args.e2e_inputs
+            for _ in range(args.repeats)
+            for b in args.backends
         ]
-        results["latency"] = [await bench_latency(broker.bootstrap, s) for s in args.latency_symbols]
+        results["latency"] = [
+            await bench_latency(broker.bootstrap, s, b)
+            for s in args.latency_symbols
+            for _ in range(args.repeats)
+            for b in args.backends
+        ]
     return results
 
 
@@ -332,6 +345,15 @@ def main() -> None:
         help="end-to-end inputs: N ticks per symbol and bar; warm: symbols restored with 200 bars",
     )
     parser.add_argument("--latency-symbols", type=int, nargs="+", default=[1, 100, 1_000, 10_000])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=("auto", "onnx", "torch"),
+        default=["onnx", "torch"],
+        help="scoring backends, run one after another for each size (interleaved)",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each size and backend")
+    parser.add_argument("--out", default="worker", help="results file name in benchmarks/results/")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     print_table(
@@ -339,17 +361,17 @@ def main() -> None:
         [[r["symbols"], r["ticks_per_s"], r["cpu_us_per_tick"]] for r in results["inprocess"]],  # type: ignore[index,union-attr]
     )
     print_table(
-        ["symbols", "input", "ticks", "windows scored", "end-to-end ticks/s", "CPU us/tick"],
+        ["symbols", "input", "backend", "ticks", "windows scored", "end-to-end ticks/s", "CPU us/tick"],
         [
             [r[k] for k in E2E_COLUMNS]
             for r in results["end_to_end"]  # type: ignore[union-attr]
         ],
     )
     print_table(
-        ["symbols closing at once", "outputs", "p50 ms", "p99 ms"],
-        [[r["symbols"], r["outputs"], r["p50_ms"], r["p99_ms"]] for r in results["latency"]],  # type: ignore[index,union-attr]
+        ["symbols closing at once", "backend", "outputs", "p50 ms", "p99 ms"],
+        [[r["symbols"], r["backend"], r["outputs"], r["p50_ms"], r["p99_ms"]] for r in results["latency"]],  # type: ignore[index,union-attr]
     )
-    print(f"written {write_json('worker', results)}")
+    print(f"written {write_json(args.out, results)}")
 
 
 if __name__ == "__main__":

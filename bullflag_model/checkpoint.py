@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,11 @@ import torch
 
 from bullflag_model.features import FEATURE_SPEC
 from bullflag_model.model import BullFlagCNNMultiHead
+from bullflag_model.model_files import CheckpointError, default_checkpoint_path
 
 FORMAT = "bullflag-checkpoint"
 FORMAT_VERSION = 1
 MODEL_NAME = "bullflag-cnn"
-DEFAULT_CHECKPOINT_NAME = "bullflag_cnn.pt"
-
-
-class CheckpointError(Exception):
-    """A checkpoint file is missing, unreadable or does not match this code."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        super().__init__(f"checkpoint {path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
 
 
 @dataclass
@@ -41,11 +31,6 @@ class LoadedCheckpoint:
     model_version: str
     metadata: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def default_checkpoint_path() -> Path:
-    """The checkpoint shipped inside the package."""
-    return Path(str(resources.files("bullflag_model") / "weights" / DEFAULT_CHECKPOINT_NAME))
 
 
 def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:

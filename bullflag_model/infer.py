@@ -1,4 +1,8 @@
-"""Inference API: head probabilities, sequence score and (above a threshold) Grad-CAM maps."""
+"""Inference API: head probabilities, sequence score and (above a threshold) Grad-CAM maps.
+
+Scoring runs on a backend (``backends.py``): ONNX Runtime when installed, torch otherwise or on
+request. This module imports no torch, so a serving install without it can score.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F  # noqa: N812
 
-from bullflag_model.checkpoint import load_checkpoint
-from bullflag_model.gradcam import cam_from_activations
-from bullflag_model.model import HEAD_NAMES
+from bullflag_model.backends import ScoringBackend, load_backend
+from bullflag_model.heads import HEAD_NAMES
 
 PROB_KEYS = tuple(f"{name}_prob" for name in HEAD_NAMES)
 
@@ -41,9 +42,12 @@ class BatchScores:
 class BullFlagCNNInfer:
     """Loads a checkpoint and scores feature windows ``[F, seq_len]`` (from ``build_features``).
 
-    ``checkpoint_path=None`` loads the checkpoint shipped in the package. With
-    ``enable_gradcam``, windows whose ``sequence_score >= threshold`` get a Grad-CAM map of
-    the sequence score, computed for just those rows in one extra batched pass.
+    ``checkpoint_path=None`` loads the model shipped in the package; a ``.pt`` checkpoint is
+    served by ONNX Runtime from the ``.onnx`` export beside it. ``backend`` is ``"auto"`` (ONNX
+    Runtime when installed and the export exists, else torch), ``"onnx"`` or ``"torch"``;
+    ``threads`` 0 keeps the backend's default. With ``enable_gradcam``, windows whose
+    ``sequence_score >= threshold`` get a Grad-CAM map of the sequence score, computed for just
+    those rows from the scoring pass's ``conv4`` output.
     """
 
     def __init__(
@@ -52,18 +56,35 @@ class BullFlagCNNInfer:
         device: str = "cpu",
         enable_gradcam: bool = False,
         threshold: float = 0.5,
+        backend: str = "auto",
+        threads: int = 0,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        loaded = load_checkpoint(checkpoint_path, device)
-        self.model = loaded.model
-        self.checkpoint_path = loaded.path
-        self.model_version = loaded.model_version
-        self.metadata = loaded.metadata
-        self.metrics = loaded.metrics
-        self.device = torch.device(device)
+        path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.backend: ScoringBackend = load_backend(backend, path, device, threads)
+        info = self.backend.info
+        self.checkpoint_path = info.path
+        self.model_version = info.model_version
+        self.metadata = info.metadata
+        self.metrics = info.metrics
+        self.n_features = info.n_features
+        self.device = device
         self.enable_gradcam = enable_gradcam
         self.threshold = threshold
+
+    @property
+    def backend_name(self) -> str:
+        """``"onnx"`` or ``"torch"``: the backend actually scoring."""
+        return self.backend.name
+
+    @property
+    def model(self) -> Any:
+        """The torch ``BullFlagCNNMultiHead`` (torch backend only: training, Grad-CAM by autograd)."""
+        model = getattr(self.backend, "model", None)
+        if model is None:
+            raise AttributeError(f"backend {self.backend.name} has no torch model; use backend='torch'")
+        return model
 
     def resolve_threshold(self, requested: float | None) -> float:
         """Set and return the signal threshold: ``requested`` if given, else the checkpoint's
@@ -79,7 +100,11 @@ class BullFlagCNNInfer:
     @property
     def seq_len(self) -> int:
         """Bars per window the model expects."""
-        return self.model.seq_len
+        return self.backend.info.seq_len
+
+    def set_threads(self, threads: int) -> None:
+        """Score with ``threads`` threads from now on; call it from the thread that scores."""
+        self.backend.set_threads(threads)
 
     def __call__(self, feature_window: np.ndarray) -> dict[str, Any]:
         """Score one window ``[F, seq_len]``; returns the spec's result dict."""
@@ -95,43 +120,22 @@ class BullFlagCNNInfer:
 
     def score(self, feature_windows: np.ndarray) -> BatchScores:
         """Array form of ``infer_batch``: the worker's hot path, no per-row Python objects."""
-        x = self._as_input(feature_windows)
-        with torch.inference_mode():
-            activations = self.model.encode(x)
-            logits = self.model.decode(activations)
-            probs = torch.sigmoid(logits)
-            sequence = F.logsigmoid(logits).mean(dim=1).exp()
-        probs_np = probs.cpu().numpy()
-        sequence_np = sequence.cpu().numpy()
-        cams = np.zeros((x.shape[0], x.shape[-1]), dtype=np.float32)
-        has_cam = np.zeros(x.shape[0], dtype=bool)
+        windows = self._as_input(feature_windows)
+        forward = self.backend.forward(windows)
+        cams = np.zeros((windows.shape[0], windows.shape[-1]), dtype=np.float32)
+        has_cam = np.zeros(windows.shape[0], dtype=bool)
         if self.enable_gradcam:
-            has_cam = sequence_np >= self.threshold
+            has_cam = forward.sequence >= self.threshold
             if has_cam.any():
-                rows = torch.from_numpy(np.flatnonzero(has_cam)).to(x.device)
-                with torch.inference_mode():
-                    cams[has_cam] = self._sequence_cams(activations[rows]).cpu().numpy()
-        return BatchScores(probs=probs_np, sequence=sequence_np, cams=cams, has_cam=has_cam)
+                cams[has_cam] = self.backend.sequence_cams(forward, np.flatnonzero(has_cam))
+        return BatchScores(probs=forward.probs, sequence=forward.sequence, cams=cams, has_cam=has_cam)
 
-    def _sequence_cams(self, activations: torch.Tensor) -> torch.Tensor:
-        """Grad-CAM maps ``[R, seq_len]`` of the sequence score from saved ``conv4`` output.
-
-        ``conv4`` is the Grad-CAM layer, so its output from the scoring forward is ``A`` itself,
-        and the channel weights come in closed form from the heads
-        (``BullFlagCNNMultiHead.sequence_channel_weights``): no second forward, no autograd.
-        Equal to ``GradCAM1D(model, "conv4").generate_cams(x, "sequence")`` on the same rows.
-        """
-        weights = self.model.sequence_channel_weights(activations)
-        return cam_from_activations(
-            activations, weights[:, :, None].expand_as(activations), self.model.seq_len
-        )
-
-    def _as_input(self, feature_windows: np.ndarray) -> torch.Tensor:
-        """Validate ``[B, F, seq_len]`` and move it to the model's device as float32."""
+    def _as_input(self, feature_windows: np.ndarray) -> np.ndarray:
+        """Validate ``[B, F, seq_len]`` and return it as contiguous float32."""
         windows = np.asarray(feature_windows, dtype=np.float32)
-        expected = (self.model.n_features, self.model.seq_len)
+        expected = (self.n_features, self.seq_len)
         if windows.ndim != 3 or windows.shape[1:] != expected:
             raise ValueError(
                 f"feature windows must have shape [B, {expected[0]}, {expected[1]}], got {windows.shape}"
             )
-        return torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        return np.ascontiguousarray(windows)

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from bullflag_model.features import N_FEATURES, SEQ_LEN
-
-HEAD_NAMES = ("flag", "breakout", "retest", "continuation")
+from bullflag_model.heads import HEAD_NAMES
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,24 @@ class Settings:
         "3s", "Consumer group heartbeat interval (shorter than the session timeout).", v.positive_duration
     )
     fetch_max_wait: str = setting("500ms", "Longest a fetch waits for data before returning.", v.duration)
-    torch_threads: int = setting(0, "Threads for inference; 0: torch's default.", v.non_negative_int)
+    backend: str = setting(
+        "auto",
+        "Scoring backend: 'onnx' (ONNX Runtime, no torch), 'torch', or 'auto' (onnx when installed and "
+        "the checkpoint's .onnx export exists, else torch).",
+        v.choice("auto", "onnx", "torch"),
+    )
+    device: str = setting(
+        "cpu", "Where the torch backend scores: 'cpu', or 'cuda' / 'cuda:N' on a GPU.", v.device
+    )
+    torch_threads: int = setting(
+        0, "Threads per scoring call with the torch backend; 0: torch's default.", v.non_negative_int
+    )
+    onnx_threads: int = setting(
+        1,
+        "Threads per scoring call with the onnx backend (they sleep between calls, never spin); "
+        "more than the cores left beside the event loop slows the worker.",
+        v.positive_int,
+    )
     gc_threshold: int = setting(
         50_000,
         "Allocations between the youngest garbage collections while serving (Python's default "
@@ -180,6 +197,16 @@ class Settings:
             "session_timeout_ms": parse_duration_ms(self.session_timeout),
             "heartbeat_interval_ms": parse_duration_ms(self.heartbeat_interval),
             "fetch_max_wait_ms": parse_duration_ms(self.fetch_max_wait),
+        }
+
+    @property
+    def scoring_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``BullFlagCNNInfer`` (besides the checkpoint) these settings choose."""
+        return {
+            "device": self.device,
+            "enable_gradcam": self.gradcam,
+            "backend": self.backend,
+            "threads": self.onnx_threads,
         }
 
     @property

@@ -143,6 +143,13 @@ def optional_path(text: str) -> Path | None:
     return Path(text) if text.strip() else None
 
 
+def device(text: str) -> str:
+    """A torch device name: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise InvalidValueError(f"{text!r} is not a device: cpu, cuda or cuda:N")
+
+
 def choice(*options: str) -> Callable[[str], str]:
     """A parser that accepts exactly one of ``options``."""
 

@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 
-from bullflag_model.checkpoint import CheckpointError
+from bullflag_model.backends import BackendError
+from bullflag_model.model_files import CheckpointError
 from consumer.config import add_arguments, load_settings
 from consumer.kafka.topics import TopicError
 from consumer.kafka.worker import Worker
@@ -40,8 +41,16 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         print(f"bullflag run: {exc}", file=sys.stderr)
         return 2
+    except BackendError as exc:
+        print(f"bullflag run: setting --backend {settings.backend}: {exc}", file=sys.stderr)
+        return 2
     log.info("starting with %s", worker.settings.redacted())
-    log.info("model %s, threshold %s", worker.infer.model_version, worker.infer.threshold)
+    log.info(
+        "model %s, threshold %s, backend %s",
+        worker.infer.model_version,
+        worker.infer.threshold,
+        worker.infer.backend_name,
+    )
     try:
         asyncio.run(serve(worker))
     except TopicError as exc:

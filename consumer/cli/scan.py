@@ -29,9 +29,9 @@ from typing import IO, Any, Final
 
 import numpy as np
 
-from bullflag_model.checkpoint import CheckpointError
 from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.intervals import format_interval
+from bullflag_model.model_files import CheckpointError
 from consumer.cli.pictures import PictureError, check_picture_path
 from consumer.cli.scan_output import ParquetSink, ScanCounts, check_parquet, summary_lines, write_lines
 from consumer.cli.scanning import (

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import torch
 
 from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.output import CNNDocument
@@ -126,7 +125,7 @@ _worker: _Worker | None = None
 
 def load_model(settings: Settings) -> BullFlagCNNInfer:
     """The worker's model for ``settings`` (checkpoint, Grad-CAM, threshold resolved as it does)."""
-    infer = BullFlagCNNInfer(settings.checkpoint, enable_gradcam=settings.gradcam)
+    infer = BullFlagCNNInfer(settings.checkpoint, **settings.scoring_options)
     infer.resolve_threshold(settings.threshold)
     return infer
 
@@ -134,9 +133,9 @@ def load_model(settings: Settings) -> BullFlagCNNInfer:
 def start_worker(job: ScanJob, infer: BullFlagCNNInfer | None = None) -> None:
     """Load the model for this process (process-pool initializer; in-process with ``infer``)."""
     global _worker
-    if job.torch_threads > 0:
-        torch.set_num_threads(job.torch_threads)
     infer = infer or load_model(job.settings)
+    if job.torch_threads > 0:
+        infer.set_threads(job.torch_threads)
     publish: PublishMode = "signals-only" if job.settings.publish == "signals-only" else "all"
     _worker = _Worker(job, Scorer(infer, job.settings.bar_interval, publish))
 

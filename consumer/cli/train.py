@@ -2,7 +2,8 @@
 
 The flags are the fields of ``TrainConfig`` (``bullflag_model.training``). After training, the model
 is measured on the held-out seeds unless ``--no-evaluate``; the checkpoint stores the weights,
-the serving threshold, the metadata and those metrics. A refused setting exits 2 with one line.
+the serving threshold, the metadata and those metrics, and its ONNX export is written beside it.
+A refused setting exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from bullflag_model.checkpoint import default_checkpoint_path, save_checkpoint
 from bullflag_model.evaluation.experiments import EvaluationConfig
 from bullflag_model.evaluation.report import evaluate_model
+from bullflag_model.onnx_export import export_onnx
 from bullflag_model.synthetic import DEFAULT_PARAMS
 from bullflag_model.training.loop import train
 from bullflag_model.training.metadata import checkpoint_metadata, command_line, plain
@@ -72,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     metadata = checkpoint_metadata(result, config, DEFAULT_PARAMS, command_line(config, not args.no_evaluate))
     version = save_checkpoint(out, result.model, metadata=plain(metadata), metrics=plain(metrics))
     say(f"wrote {out} ({version})")
+    say(f"wrote {export_onnx(out)} (its ONNX export, what --backend onnx serves)")
     return 0
 
 

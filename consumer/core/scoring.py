@@ -6,7 +6,8 @@ while the model works.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -25,13 +26,15 @@ on the benchmark machine)."""
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    """Documents to publish (aligned ``symbols`` / ``values``) and what scoring saw."""
+    """Documents to publish (aligned ``symbols`` / ``values``) and what scoring saw; ``calls``
+    holds (windows, seconds) of each batched model call, the model alone."""
 
     symbols: list[str]
     values: list[bytes]
     windows: int
     signals: int
     maps: int
+    calls: list[tuple[int, float]] = field(default_factory=list)
 
 
 class Scorer:
@@ -51,9 +54,13 @@ class Scorer:
         symbols: list[str] = []
         values: list[bytes] = []
         signals = maps = 0
+        calls: list[tuple[int, float]] = []
         for lo in range(0, len(windows), MAX_CHUNK):
             chunk = slice(lo, lo + MAX_CHUNK)
-            scores = self.infer.score(build_features(windows.bars[chunk]))
+            features = build_features(windows.bars[chunk])
+            started = time.perf_counter()
+            scores = self.infer.score(features)
+            calls.append((len(features), time.perf_counter() - started))
             keep = self._published(scores)
             signals += int(np.count_nonzero(scores.sequence >= self.infer.threshold))
             maps += int(np.count_nonzero(scores.has_cam))
@@ -69,7 +76,7 @@ class Scorer:
                 threshold=self.infer.threshold,
             )
             symbols += kept_symbols
-        return ScoredBatch(symbols, values, len(windows), signals, maps)
+        return ScoredBatch(symbols, values, len(windows), signals, maps, calls)
 
     def _published(self, scores: BatchScores) -> np.ndarray:
         """bool[n]: which rows become messages under the publish mode."""

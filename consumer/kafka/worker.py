@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -86,7 +85,7 @@ class Worker:
         producer_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.infer = infer or BullFlagCNNInfer(settings.checkpoint, enable_gradcam=settings.gradcam)
+        self.infer = infer or BullFlagCNNInfer(settings.checkpoint, **settings.scoring_options)
         self.infer.resolve_threshold(settings.threshold)
         self.pipeline = BarPipeline(
             settings.bar_interval_ms,
@@ -151,8 +150,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, process batches until ``stop`` is set, then shut down cleanly."""
         settings = self.settings
-        if settings.torch_threads > 0:
-            self._scoring.submit(torch.set_num_threads, settings.torch_threads).result()
+        if settings.torch_threads > 0 and self.infer.backend_name == "torch":
+            self._scoring.submit(self.infer.set_threads, settings.torch_threads).result()
         self.health_server = HealthServer(
             settings.metrics_host,
             settings.metrics_port,
@@ -320,10 +319,7 @@ class Worker:
             loop = asyncio.get_running_loop()
             scored = await loop.run_in_executor(self._scoring, self.scorer.score, to_score)
             self.metrics.record_scoring(
-                scored.windows,
-                time.perf_counter() - ingested.closed_at,
-                signals=scored.signals,
-                gradcam_maps=scored.maps,
+                scored.windows, scored.calls, signals=scored.signals, gradcam_maps=scored.maps
             )
             outgoing += [
                 Outgoing(self.settings.signals_topic, symbol.encode(), value, self.scorer.headers)

@@ -280,12 +280,19 @@ class WorkerMetrics:
                 self._last_bar_close.set(seconds)
 
     def record_scoring(
-        self, windows: int, seconds: float, *, signals: int = 0, gradcam_maps: int = 0
+        self,
+        windows: int,
+        calls: Sequence[tuple[int, float]],
+        *,
+        signals: int = 0,
+        gradcam_maps: int = 0,
     ) -> None:
-        """Record one batched model call: its size, duration, signals and Grad-CAM maps."""
+        """Record a fetched batch's scoring: its windows, signals and Grad-CAM maps, and the size
+        and duration of each batched model call it took (``calls``: (windows, seconds) each)."""
         self._inferences.inc(windows)
-        self._scoring_size.observe(windows)
-        self._scoring_seconds.observe(seconds)
+        for size, seconds in calls:
+            self._scoring_size.observe(size)
+            self._scoring_seconds.observe(seconds)
         if signals:
             self._signals.inc(signals)
         if gradcam_maps:

@@ -220,8 +220,9 @@ def http_get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
 async def test_ticks_become_documents_dead_letters_and_commits(
-    kafka_bootstrap: str, topics: dict[str, str], group_id: str
+    kafka_bootstrap: str, topics: dict[str, str], group_id: str, backend: str
 ) -> None:
     records = tick_records()
     expected = expected_bars(records)
@@ -232,10 +233,11 @@ async def test_ticks_become_documents_dead_letters_and_commits(
 
     # Small batches, so many are in flight one behind another (ingest overlapping finish).
     worker = Worker(
-        worker_settings(kafka_bootstrap, topics, group_id, max_poll_records=97),
+        worker_settings(kafka_bootstrap, topics, group_id, max_poll_records=97, backend=backend),
         consumer_options=FAST_CONSUMER,
         producer_options={},
     )
+    assert worker.infer.backend_name == backend
     tp = TopicPartition(topics["ticks"], 0)
     async with running(worker):
         signals = await read_all(kafka_bootstrap, topics["signals"], len(expected))
@@ -280,11 +282,12 @@ async def test_ticks_become_documents_dead_letters_and_commits(
         assert header["bullflag.detail"]
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
 async def test_a_planted_bull_flag_signals_with_a_map_and_a_random_walk_does_not(
-    kafka_bootstrap: str, topics: dict[str, str], group_id: str
+    kafka_bootstrap: str, topics: dict[str, str], group_id: str, backend: str
 ) -> None:
     windows = generate_windows(96, seed=3)
-    infer = BullFlagCNNInfer()
+    infer = BullFlagCNNInfer(backend="torch")
     serving = float(infer.metadata["serving_threshold"])
     scores = infer.score(build_features(windows.bars)).sequence
     flag = int(np.flatnonzero((windows.labels.min(axis=1) == 1) & (scores >= serving + 0.05))[0])
@@ -299,7 +302,7 @@ async def test_a_planted_bull_flag_signals_with_a_map_and_a_random_walk_does_not
             for ts, p, s in zip(path.ts_ms, path.price.tolist(), path.size.tolist(), strict=True)
         ]
     await produce(kafka_bootstrap, topics["ticks"], [(key, value) for _, key, value in sorted(ticks)])
-    settings = worker_settings(kafka_bootstrap, topics, group_id)
+    settings = worker_settings(kafka_bootstrap, topics, group_id, backend=backend)
     worker = Worker(dataclasses.replace(settings, threshold=None), consumer_options=FAST_CONSUMER)
     async with running(worker):
         outputs = await read_all(kafka_bootstrap, topics["signals"], 2)

@@ -443,10 +443,15 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
     assert "/healthz" in healthcheck and "urllib" in healthcheck
 
 
-def test_dockerfile_installs_the_worker_without_extras() -> None:
-    installs = [run for run in dockerfile_instructions("RUN") if "pip install" in run and " ." in run]
-    assert installs, "the image installs the project"
-    assert all("[" not in run.split("pip install", 1)[1].split("&&")[0] for run in installs)
+def test_dockerfile_installs_the_serving_extra_and_no_torch() -> None:
+    installs = [run for run in dockerfile_instructions("RUN") if "pip install" in run and '"."' not in run]
+    own = [run for run in installs if '".[' in run]
+    assert own, "the image installs the project"
+    assert all('".[serve]"' in run.split("pip install", 1)[1].split("&&")[0] for run in own)
+    assert not any("torch" in run.split("pip install", 1)[1].split("&&")[0] for run in installs)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    serving = project["dependencies"] + project["optional-dependencies"]["serve"]
+    assert not any("torch" in dep for dep in serving)
 
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:

@@ -111,3 +111,31 @@ def test_no_module_is_over_the_line_limit() -> None:
 def test_consumer_has_packages_by_concern() -> None:
     packages = {p.parent.name for p in (ROOT / "consumer").glob("*/__init__.py")}
     assert {"core", "kafka", "ops", "sources", "cli"} <= packages
+
+
+def test_serving_needs_no_torch() -> None:
+    """Where torch cannot be imported: the CLI builds, torch-only commands say what to install,
+    and ``BullFlagCNNInfer(backend='onnx')`` with ``build_features`` scores with Grad-CAM maps."""
+    code = """
+import importlib.abc, sys
+class RefuseTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, RefuseTorch())
+import numpy as np
+from consumer.cli import build_parser, main
+build_parser()
+assert main(["train", "--epochs", "1"]) == 2
+import consumer.kafka.worker, consumer.cli.run, consumer.cli.scan
+from bullflag_model.features import build_features
+from bullflag_model.infer import BullFlagCNNInfer
+bars = np.random.default_rng(0).uniform(1.0, 2.0, (4, 200, 5))
+scores = BullFlagCNNInfer(backend="onnx", enable_gradcam=True, threshold=0.0).score(build_features(bars))
+assert scores.has_cam.all() and scores.cams.shape == (4, 200)
+assert BullFlagCNNInfer().backend_name == "onnx"
+assert "torch" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "bullflag train needs torch: pip install 'bullflag-stream[torch]'" in done.stderr

@@ -19,8 +19,8 @@ from typing import Any, Final
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bullflag_model.checkpoint import CheckpointError
 from bullflag_model.intervals import format_interval
+from bullflag_model.model_files import CheckpointError
 from bullflag_model.output import CNNDocument, DocumentError
 from consumer.cli.demo.drawing import Painter, drawing_processes
 from consumer.cli.demo.plan import WARMUP_BARS, DemoError, DemoOptions, DemoPlan, plan_demo

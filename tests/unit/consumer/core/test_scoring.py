@@ -47,3 +47,32 @@ def test_signals_only_mode_publishes_just_the_signals(windows: Windows, infer: B
     assert len(documents) == scored.signals == 20
     assert all(d["signal"] and d["activation_map"] is not None for d in documents)
     assert scored.symbols == [d["symbol"] for d in documents]
+
+
+def test_each_model_call_is_reported_with_its_size(
+    windows: Windows, infer: BullFlagCNNInfer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scoring, "MAX_CHUNK", 16)
+    scored = Scorer(infer, "1m").score(windows)
+    assert [size for size, _ in scored.calls] == [16, 16, 8]
+    assert all(seconds > 0 for _, seconds in scored.calls)
+
+
+def _slice(windows: Windows, lo: int, hi: int) -> Windows:
+    return Windows(
+        windows.symbols[lo:hi], windows.bars[lo:hi], windows.bar_end_ts[lo:hi], windows.window_start_ts[lo:hi]
+    )
+
+
+def test_documents_do_not_depend_on_how_windows_were_batched() -> None:
+    """The same window gives the same bytes alone, among 7 or among 300 (onnx backend): a
+    document does not change with --max-poll-records or with which symbols closed with it."""
+    bars = generate_windows(300, seed=8).bars
+    ends = np.arange(300, dtype=np.int64) * 60_000 + 12_000_000
+    many = Windows([f"S{i}" for i in range(300)], bars, ends, ends - 200 * 60_000)
+    scorer = Scorer(BullFlagCNNInfer(enable_gradcam=True, threshold=0.0, backend="onnx"), "1m")
+    whole = scorer.score(many).values
+    assert len(whole) == 300
+    for step in (1, 7, 64):
+        parts = [scorer.score(_slice(many, lo, lo + step)).values for lo in range(0, 300, step)]
+        assert [value for part in parts for value in part] == whole, f"batches of {step}"

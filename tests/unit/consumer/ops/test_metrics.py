@@ -71,7 +71,7 @@ def exercised() -> WorkerMetrics:
     m.record_dead_letters({"bad_json": 2, "bad_price": 1, "bad_ts": 0})
     m.record_duplicates(3)
     m.record_bars_closed(trades=40, gap=2, newest_end_ms=1_732_550_460_000)
-    m.record_scoring(42, 0.012, signals=5, gradcam_maps=5)
+    m.record_scoring(42, [(40, 0.012), (2, 0.001)], signals=5, gradcam_maps=5)
     m.record_published(42)
     m.observe_latencies(np.full(42, 0.02))
     m.observe_batch(0.3)
@@ -137,8 +137,11 @@ def test_values_follow_the_update_calls() -> None:
     assert v("bullflag_model_info", model_version="v1.2.0", threshold="0.65") == 1
     assert v("bullflag_last_bar_close_timestamp_seconds") == 1_732_550_460.0
     assert time.time() - 60 < v("bullflag_up_since_seconds") <= time.time()
-    assert v("bullflag_scoring_batch_size_bucket", le="16.0") == 0
-    assert v("bullflag_scoring_batch_size_bucket", le="64.0") == 1
+    assert v("bullflag_scoring_batch_size_bucket", le="1.0") == 0
+    assert v("bullflag_scoring_batch_size_bucket", le="16.0") == 1
+    assert v("bullflag_scoring_batch_size_bucket", le="64.0") == 2
+    assert v("bullflag_scoring_batch_seconds_count") == 2
+    assert v("bullflag_scoring_batch_seconds_sum") == pytest.approx(0.013)
     assert v("bullflag_batch_processing_seconds_count") == 1
 
 
