@@ -14,6 +14,7 @@ from bullflag_model.intervals import IntervalError, format_interval, parse_inter
 from consumer.core.bars import AggregateResult, BarAggregator
 from consumer.core.record_rules import RejectReason
 from consumer.core.ticks import DecodedBars, DecodedTicks
+from tests.strategies import examples
 
 Tick = tuple[str, int, float, float, object]
 """(symbol, ts, price, size, trade id or None)"""
@@ -167,7 +168,7 @@ def batches(draw: st.DrawFn, rows: list[Tick]) -> list[tuple[int, int, int | Non
     return [(a, b, draw(advances)) for a, b in pairwise(bounds)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     rows=streams(),
     interval=st.sampled_from([1, 7, 10]),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from consumer.core.bars import BarAggregator
 from consumer.core.pipeline import NO_TIME, BarPipeline, Windows, future_mask
+from tests.strategies import examples
 
 SEQ_LEN = 5
 INTERVAL = 1_000
@@ -64,7 +65,7 @@ def test_each_window_is_the_last_bars_up_to_its_bar() -> None:
         assert key[1] - start == SEQ_LEN * INTERVAL, "bars are contiguous: gaps are filled"
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(0, 300), max_size=8))
 def test_batch_boundaries_do_not_change_the_output(seed: int, cuts: list[int]) -> None:
     values, keys = tick_stream(seed=seed, n=300, symbols=3)
@@ -101,7 +102,7 @@ def sequential_future(ts: list[int], partition_max: int, jump: int, latest: int)
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     ts=st.lists(st.integers(0, 10_000), max_size=40),
     partition_max=st.one_of(st.just(NO_TIME), st.integers(0, 5_000)),
