@@ -137,3 +137,14 @@ def test_symbols_refused_at_the_limit_are_reported_once_per_batch() -> None:
     )
     assert outcome.refused_symbols == ["B", "C"]
     assert [r.index for r in outcome.rejects if r.reason == "max_symbols"] == [1, 2, 3]
+
+
+def test_a_long_run_of_bad_records_is_judged_by_the_sequential_rule() -> None:
+    # Each record is within the jump of the one before, but every one is too far from the
+    # accepted maximum, which never moves: the vector passes peel one record off per pass.
+    chain = [200 + 90 * i for i in range(14)]
+    ts = [*chain, 50, 160, 140]
+    mask = future_mask(np.array(ts, dtype=np.int64), 0, 100, 10_000)
+    assert mask.tolist() == sequential_future(ts, 0, 100, 10_000)
+    assert mask.tolist() == [True] * 14 + [False, True, False]
+    assert future_mask(np.array(chain, dtype=np.int64), NO_TIME, 100, 10_000).tolist() == [False] * 14
