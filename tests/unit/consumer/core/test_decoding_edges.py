@@ -163,3 +163,10 @@ def test_high_and_low_may_touch_open_and_close() -> None:
     decoded = TickDecoder().decode_bars(values[:3], [b"AAA"] * 3)
     assert reasons(decoded) == [(1, RejectReason.BAD_OHLC), (2, RejectReason.BAD_OHLC)]
     assert decoded.high.tolist() == [11.0] and decoded.low.tolist() == [10.0]
+
+
+def test_bars_decoded_in_exactly_two_chunks_keep_both() -> None:
+    values = [bar(ts=T0 + i * 1000) for i in range(4)]
+    decoded = TickDecoder(chunk_size=2).decode_bars(values, [b"AAA"] * 4)
+    assert decoded.ts_ms.tolist() == [T0 + i * 1000 for i in range(4)]
+    assert decoded.index.tolist() == [0, 1, 2, 3]

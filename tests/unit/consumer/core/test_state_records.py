@@ -10,6 +10,7 @@ from consumer.core.state import (
     BAR_KEY_PREFIX,
     CHECKPOINT_KEY,
     Checkpoint,
+    CheckpointBook,
     StateError,
     StateReplay,
     bar_records,
@@ -92,3 +93,13 @@ def test_corrupt_bar_records_name_the_problem() -> None:
     with pytest.raises(StateError, match=r"^bar records of another state version than 1$"):
         replay([(key, other.tobytes()), checkpoint]).result()
     assert key.startswith(BAR_KEY_PREFIX + b"A|")
+
+
+def test_a_forgotten_partition_starts_its_checkpoints_afresh() -> None:
+    book = CheckpointBook()
+    book.committed(0, 10, 5)
+    book.committed(1, 20, 6)
+    book.forget(0)
+    book.forget(7)
+    assert book.checkpoint(0, 12, 11, 9) == Checkpoint(12, 11, 9, None, None)
+    assert book.checkpoint(1, 22, 21, 9) == Checkpoint(22, 21, 9, 20, 6)
