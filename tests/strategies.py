@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import strategies as st
 
 SEQ_LEN = 200
+
+EXAMPLES_CAP = (
+    int(os.environ["BULLFLAG_TEST_MAX_EXAMPLES"]) if "BULLFLAG_TEST_MAX_EXAMPLES" in os.environ else None
+)
+"""At most this many hypothesis examples per test when set (mutation testing sets it)."""
+
+
+def examples(n: int) -> int:
+    """``n`` hypothesis examples, or :data:`EXAMPLES_CAP` when that is set and smaller."""
+    return n if EXAMPLES_CAP is None else min(n, EXAMPLES_CAP)
 
 
 def bars_from_returns(

@@ -18,6 +18,7 @@ from tests.integration.test_worker import (
     expected_bars,
     produce,
     read_all,
+    read_to_end,
     running,
     tick_records,
     wait_for,
@@ -59,6 +60,8 @@ async def test_worker_waits_out_a_frozen_broker(broker_binary: object, tmp_path:
             assert not task.done(), "the worker kept running"
             await produce(broker.bootstrap, topics["ticks"], records[split:])
             expected = expected_bars(records)
-            outputs = await read_all(broker.bootstrap, topics["signals"], len(expected), timeout_s=90)
-    documents = [orjson.loads(o.value) for o in outputs]
+            await read_all(broker.bootstrap, topics["signals"], len(expected), timeout_s=90)
+        documents = [orjson.loads(o.value) for o in await read_to_end(broker.bootstrap, topics["signals"])]
     assert {(d["symbol"], d["bar_end_ts"]) for d in documents} == expected
+    by_id = {d["id"]: d for d in documents}
+    assert all(by_id[d["id"]] == d for d in documents), "a document sent again has the same content"

@@ -32,9 +32,8 @@ DEMO = [sys.executable, "-m", "consumer.cli", "demo"]
 SMALL_RUN = ["--symbols", "6", "--threshold", "0.0", "--max-seconds", "40"]
 PICTURE = re.compile(r" -> (\S+\.png)$", re.MULTILINE)
 PICTURES_WRITTEN = re.compile(r"^  pictures +(\d+) PNGs? in ", re.MULTILINE)
-INTERRUPT_DEADLINE_S = 40.0
-HELPERS_GRACE_S = 5.0
-"""How long multiprocessing's helpers may take to notice that the demo has exited."""
+GUARD_S = 120.0
+"""Only turns a hang into a failure (a first signal that never comes, a stop that never ends)."""
 
 
 def session_members(session: int) -> list[str]:
@@ -56,7 +55,7 @@ def left_behind(session: int) -> list[str]:
     """The processes of the demo's session still alive a few seconds after the demo exited."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("no /proc on this platform to look for processes left behind")
-    deadline = time.monotonic() + HELPERS_GRACE_S
+    deadline = time.monotonic() + GUARD_S
     while (members := session_members(session)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return members
@@ -88,7 +87,7 @@ def test_demo_runs_to_completion_and_draws_signals(broker_binary: Path, tmp_path
     out = tmp_path / "pictures"
     process = start_demo([*SMALL_RUN, "--bars", "215", "--speed", "0", "--max-plots", "8", "--out", str(out)])
     try:
-        printed, _ = process.communicate(timeout=120)
+        printed, _ = process.communicate(timeout=GUARD_S)
     finally:
         if process.poll() is None:
             process.kill()
@@ -119,15 +118,14 @@ def test_ctrl_c_stops_worker_and_broker_cleanly(broker_binary: Path, tmp_path: P
     )
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + INTERRUPT_DEADLINE_S
     try:
         for line in process.stdout:
             lines.append(line)
             if line.startswith("signal "):
                 break
-            assert time.monotonic() < deadline, "no signal before the deadline:\n" + "".join(lines)
+        assert lines and lines[-1].startswith("signal "), "the demo ended before a signal:\n" + "".join(lines)
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=INTERRUPT_DEADLINE_S)
+        rest, _ = process.communicate(timeout=GUARD_S)
     finally:
         if process.poll() is None:
             process.kill()

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from consumer.kafka.topic_reader import read_topic
 from tests.integration.conftest import TopicFactory
 from tests.integration.test_worker import produce
+from tests.reference import reference_run
 
 INTERVAL_MS = 1_000
 START_MS = 1_732_550_400_000
@@ -186,18 +187,37 @@ async def clean_run(
     partitions: int,
     logs: Path,
 ) -> dict[str, Any]:
-    """Outputs of one uninterrupted worker on ``records`` (computed once per broker and layout)."""
+    """Outputs of one uninterrupted worker on ``records`` (computed once per broker and layout).
+
+    Which windows it scores is checked against the reference model, so that a fault shared by
+    the clean and the interrupted runs cannot pass as agreement.
+    """
     if (bootstrap, partitions) in _REFERENCES:
         return _REFERENCES[bootstrap, partitions]
     topics = await make_topics(topic_factory, partitions)
     await produce(bootstrap, topics["ticks"], records)
-    expected = len(SYMBOLS) * (BARS - 1 - 199)
+    expected = oracle(records)
     reference: dict[str, Any] = {}
-    with workers(worker_env(bootstrap, topics, f"{group}-clean"), 1, logs):
+    with workers(worker_env(bootstrap, topics, f"{group}-clean"), 1, logs) as (worker,):
         async with signal_reader(bootstrap, topics["signals"]) as poll:
-            await collect(poll, reference, lambda: len(reference) >= expected, 90)
+            await collect(poll, reference, lambda: len(reference) >= len(expected), 90)
+        worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.process.wait, 30) == 0
+    await read_all_outputs(bootstrap, topics["signals"], reference)
+    assert {(d["symbol"], d["bar_end_ts"]) for d in reference.values()} == expected
     _REFERENCES[bootstrap, partitions] = reference
     return reference
+
+
+def oracle(records: list[tuple[bytes | None, bytes | None]]) -> set[tuple[str, int]]:
+    """(symbol, bar_end_ts) of every window scored, by the reference model.
+
+    Every symbol's last tick falls in the same bar, so the partition each key hashes to does
+    not change which bars the partition's event time closes: one model run covers any layout.
+    """
+    ticks = [orjson.loads(value) for _, value in records if value is not None]
+    stream = [(offset, tick["symbol"], tick["ts"]) for offset, tick in enumerate(ticks)]
+    return reference_run(stream, len(records), INTERVAL_MS).scored
 
 
 @pytest.mark.parametrize("kill_after", [[40], [15, 120]])

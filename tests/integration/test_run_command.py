@@ -19,6 +19,7 @@ from tests.integration.test_worker import (
     expected_commit,
     produce,
     read_all,
+    read_to_end,
     tick_records,
 )
 
@@ -74,6 +75,9 @@ async def test_sigterm_commits_and_exits_zero(
             process.kill()
             process.wait()
     assert process.returncode == 0, stderr[-2000:]
+    published = [orjson.loads(r.value) for r in await read_to_end(kafka_bootstrap, signals)]
+    assert {(d["symbol"], d["bar_end_ts"]) for d in published} == expected_bars(records)
+    assert len(published) == len(expected_bars(records)), "nothing published twice, nothing after SIGTERM"
     assert await committed(kafka_bootstrap, group_id, TopicPartition(ticks, 0)) == expected_commit(records)
     assert all(line.startswith("{") for line in stderr.strip().splitlines()), "json logs, one per line"
 

@@ -26,6 +26,7 @@ from consumer.sources.readers import read_table
 from consumer.sources.tables import BarTable, TradeTable
 from tests.integration.conftest import TopicFactory
 from tests.integration.test_worker import FAST_CONSUMER, running, wait_for, worker_settings
+from tests.reference import reference_run
 
 START_MS = 1_732_550_400_000
 INTERVAL_MS = 1_000
@@ -142,6 +143,11 @@ async def test_scan_writes_what_the_worker_publishes(
     assert len(by_id) == len(published), "no document published twice"
     assert by_id == {d["id"]: d for d in scanned}
     assert len(scanned) == len(published)
+    # Scan and worker share the pipeline; which windows either scores is judged independently.
+    pairs = zip(table.symbols.tolist(), table.ts_ms.tolist(), strict=True)
+    stream = [(i, symbol, ts) for i, (symbol, ts) in enumerate(pairs)]
+    windows = reference_run(stream, len(stream), INTERVAL_MS, gaps=gaps).scored
+    assert {(d["symbol"], d["bar_end_ts"]) for d in published} == windows
     ends = {d["symbol"]: max(e["bar_end_ts"] for e in scanned if e["symbol"] == d["symbol"]) for d in scanned}
     quiet_end = START_MS + 222 * INTERVAL_MS
     assert ends["QUIET"] == quiet_end, "the symbol that stopped early: its last bar closed by the watermark"

@@ -8,14 +8,14 @@ import dataclasses
 import logging
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import jsonschema
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bullflag_model.features import build_features
@@ -24,10 +24,12 @@ from bullflag_model.output import cnn_output_schema, output_id
 from bullflag_model.synthetic import KINDS, generate_windows
 from consumer.config import Settings
 from consumer.kafka.restore import StateRestoreError, read_state
+from consumer.kafka.topic_reader import read_topic
 from consumer.kafka.topics import TopicMissingError, existing_topics
 from consumer.kafka.worker import Worker
 from consumer.sources.trades import bars_to_ticks
 from tests.integration.conftest import TopicFactory
+from tests.reference import reference_run
 
 INTERVAL_MS = 1_000
 BARS = 215
@@ -88,45 +90,21 @@ def expected_dead_letters() -> list[tuple[int, str]]:
     return sorted([*reasons, (600, "late")])
 
 
-def reference_run(records: list[tuple[bytes | None, bytes | None]]) -> tuple[set[tuple[str, int]], int]:
-    """What an uninterrupted worker does with ``records``, by a deliberately simple model of the
-    rules, independent of the pipeline under test: (symbol, bar_end_ts) of every window scored,
-    and the offset it commits after the last record.
-
-    Bars are consecutive per symbol from its first tick (gaps would be filled flat); a bar is
-    closed when a later bar of its symbol has a tick or the partition's highest event time
-    (lateness is 0) reaches its end; a symbol's window is scored at every closed bar from its
-    200th on; the commit point is the first tick of the oldest bar still open.
-    """
+def accepted_ticks(records: list[tuple[bytes | None, bytes | None]]) -> list[tuple[int, str, int]]:
+    """(offset, symbol, ts) of the records of ``tick_records`` the worker must accept."""
     rejected = {offset for offset, _ in expected_dead_letters()}
     ticks = [(i, orjson.loads(value)) for i, (_, value) in enumerate(records) if i not in rejected and value]
-    highest = max(tick["ts"] for _, tick in ticks)
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    first_tick: dict[tuple[str, int], int] = {}
-    for offset, tick in ticks:
-        symbol, bar = tick["symbol"], tick["ts"] // INTERVAL_MS
-        first.setdefault(symbol, bar)
-        last[symbol] = max(last.get(symbol, bar), bar)
-        first_tick.setdefault((symbol, bar), offset)
-    scored: set[tuple[str, int]] = set()
-    open_first_ticks = []
-    for symbol, newest in last.items():
-        closed_up_to = newest if highest >= (newest + 1) * INTERVAL_MS else newest - 1
-        scored |= {(symbol, (bar + 1) * INTERVAL_MS) for bar in range(first[symbol] + 199, closed_up_to + 1)}
-        if closed_up_to < newest:
-            open_first_ticks.append(first_tick[symbol, newest])
-    return scored, min(open_first_ticks, default=len(records))
+    return [(offset, tick["symbol"], tick["ts"]) for offset, tick in ticks]
 
 
 def expected_bars(records: list[tuple[bytes | None, bytes | None]]) -> set[tuple[str, int]]:
-    """(symbol, bar_end_ts) of every window an uninterrupted worker scores."""
-    return reference_run(records)[0]
+    """(symbol, bar_end_ts) of every window an uninterrupted worker scores, by the reference model."""
+    return reference_run(accepted_ticks(records), len(records), INTERVAL_MS).scored
 
 
 def expected_commit(records: list[tuple[bytes | None, bytes | None]]) -> int:
     """Where the worker commits after all records: the first tick of the oldest bar still open."""
-    return reference_run(records)[1]
+    return reference_run(accepted_ticks(records), len(records), INTERVAL_MS).commit
 
 
 async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Any]:
@@ -162,10 +140,30 @@ async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; the timeout only turns a hang into a failure."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.1)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
+    """``wait_for`` for a condition that has to ask the broker (a committed offset, say)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every record of every partition of ``topic`` up to its end now, in offset order per partition."""
+    records: list[ConsumerRecord] = []
+
+    def visit(_: TopicPartition, batch: list[ConsumerRecord]) -> None:
+        records.extend(batch)
+
+    await read_topic(bootstrap, topic, visit, timeout_s=60)
+    return records
 
 
 async def committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
@@ -239,19 +237,21 @@ async def test_ticks_become_documents_dead_letters_and_commits(
     )
     assert worker.infer.backend_name == backend
     tp = TopicPartition(topics["ticks"], 0)
+
+    async def commit_reached() -> bool:
+        return await committed(kafka_bootstrap, group_id, tp) == expected_commit(records)
+
     async with running(worker):
-        signals = await read_all(kafka_bootstrap, topics["signals"], len(expected))
-        await wait_for(lambda: worker.ready)
+        # Everything is consumed and finished once the commit reaches the reference's point.
+        await wait_until(commit_reached)
+        assert worker.ready
         status, body = await asyncio.to_thread(http_get, worker.health_server.url + "/metrics")
         assert status == 200
         assert b"bullflag_outputs_published_total" in body
         assert (await asyncio.to_thread(http_get, worker.health_server.url + "/readyz"))[0] == 200
-        for _ in range(100):
-            if await committed(kafka_bootstrap, group_id, tp) == expected_commit(records):
-                break
-            await asyncio.sleep(0.1)
-        assert await committed(kafka_bootstrap, group_id, tp) == expected_commit(records)
         assert expected_commit(records) > len(records) - 2 * len(SYMBOLS) - 4, "only open bars are re-read"
+    # The worker has stopped: the topics read to their end hold all it will ever publish.
+    signals = await read_to_end(kafka_bootstrap, topics["signals"])
 
     documents = [orjson.loads(r.value) for r in signals]
     assert {(d["symbol"], d["bar_end_ts"]) for d in documents} == expected
@@ -270,7 +270,7 @@ async def test_ticks_become_documents_dead_letters_and_commits(
         assert document["window_start_ts"] == document["bar_end_ts"] - 200 * INTERVAL_MS
         assert document["activation_map"] is not None
 
-    dead = await read_all(kafka_bootstrap, topics["dlq"], len(expected_dead_letters()))
+    dead = await read_to_end(kafka_bootstrap, topics["dlq"])
     headers = [dict(r.headers) for r in dead]
     got = sorted((int(h["bullflag.source.offset"]), h["bullflag.reason"].decode()) for h in headers)
     assert got == expected_dead_letters()

@@ -14,6 +14,7 @@ from bullflag_model.intervals import IntervalError, format_interval, parse_inter
 from consumer.core.bars import AggregateResult, BarAggregator
 from consumer.core.record_rules import RejectReason
 from consumer.core.ticks import DecodedBars, DecodedTicks
+from tests.strategies import examples
 
 Tick = tuple[str, int, float, float, object]
 """(symbol, ts, price, size, trade id or None)"""
@@ -167,7 +168,7 @@ def batches(draw: st.DrawFn, rows: list[Tick]) -> list[tuple[int, int, int | Non
     return [(a, b, draw(advances)) for a, b in pairwise(bounds)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     rows=streams(),
     interval=st.sampled_from([1, 7, 10]),
@@ -344,3 +345,38 @@ def test_interval_strings() -> None:
     for bad in ("", "0m", "5", "1w", "-1s", "1.5m"):
         with pytest.raises(IntervalError, match="interval"):
             parse_interval(bad)
+
+
+def test_open_bars_survive_the_symbol_table_growing() -> None:
+    # More symbols than the initial table holds: it grows while bars are open in it.
+    names = [f"S{i:04d}" for i in range(2_500)]
+    aggregator = BarAggregator(1_000, 0)
+    first = aggregator.add(ticks([(name, 1_500, 10.0 + i, 1.0, None) for i, name in enumerate(names)]))
+    second = aggregator.add(ticks([(name, 1_700, 5.0, 2.0, None) for name in reversed(names)]))
+    assert closed(first) == [] and closed(second) == []
+    final = aggregator.add(ticks([(names[0], 2_000, 7.0, 1.0, None)]))
+    bars = sorted(closed(final))
+    assert len(bars) == len(names)
+    assert bars[0] == (names[0], 1_000, 10.0, 10.0, 5.0, 5.0, 3.0, 2)
+    assert bars[-1] == (names[-1], 1_000, 2_509.0, 2_509.0, 5.0, 5.0, 3.0, 2)
+
+
+def test_a_seeded_symbol_resumes_after_its_last_bar_with_flat_gap_bars() -> None:
+    aggregator = BarAggregator(1_000, 0)
+    aggregator.seed(["A"], np.array([1_000], dtype=np.int64), np.array([5.0]))
+    assert closed(aggregator.add(ticks([("A", 4_200, 6.0, 2.0, None)]))) == [
+        ("A", 2_000, 5.0, 5.0, 5.0, 5.0, 0.0, 0),
+        ("A", 3_000, 5.0, 5.0, 5.0, 5.0, 0.0, 0),
+    ]
+    assert closed(aggregator.advance_watermark(FAR_FUTURE_MS)) == [("A", 4_000, 6.0, 6.0, 6.0, 6.0, 2.0, 1)]
+    assert late(aggregator.add(ticks([("A", 1_500, 1.0, 1.0, None)]))) == [0], "the seeded bar is closed"
+
+
+def test_refused_and_late_ticks_of_one_batch_are_all_rejected() -> None:
+    aggregator = BarAggregator(1_000, 0, max_symbols=1)
+    aggregator.add(ticks([("A", 5_000, 1.0, 1.0, None), ("A", 6_100, 1.0, 1.0, None)]))
+    result = aggregator.add(ticks([("B", 6_200, 1.0, 1.0, None), ("A", 5_500, 1.0, 1.0, None)]))
+    assert sorted((r.index, r.reason) for r in result.rejects) == [
+        (0, RejectReason.MAX_SYMBOLS),
+        (1, RejectReason.LATE),
+    ]

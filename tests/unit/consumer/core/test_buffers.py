@@ -14,6 +14,7 @@ from consumer.core.buffers import (
     BarOrderError,
     RingBuffers,
 )
+from tests.strategies import examples
 
 
 def ohlcv(starts: list[int]) -> np.ndarray:
@@ -45,7 +46,7 @@ def bar_streams(draw: st.DrawFn) -> list[tuple[str, int]]:
     return rows
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     rows=bar_streams(),
     capacity=st.integers(1, 6),
@@ -76,7 +77,7 @@ def test_windows_hold_the_last_bars_in_order(
         assert buffers.counts([symbol])[0] == len(starts)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(rows=bar_streams(), restore_capacity=st.integers(1, 6))
 def test_restored_bars_show_the_newest_window(rows: list[tuple[str, int]], restore_capacity: int) -> None:
     restored = RingBuffers(capacity=restore_capacity)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from consumer.core.bars import BarAggregator
 from consumer.core.clock import ClockState, EventClock
 from consumer.core.pipeline import BarPipeline, Windows
+from tests.strategies import examples
 
 SEQ_LEN = 5
 INTERVAL = 1_000
@@ -67,7 +68,7 @@ def test_each_window_is_the_last_bars_up_to_its_bar() -> None:
         assert key[1] - start == SEQ_LEN * INTERVAL, "bars are contiguous: gaps are filled"
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(0, 300), max_size=8))
 def test_batch_boundaries_do_not_change_the_output(seed: int, cuts: list[int]) -> None:
     values, keys = tick_stream(seed=seed, n=300, symbols=3)

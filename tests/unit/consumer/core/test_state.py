@@ -27,6 +27,7 @@ from consumer.core.state import (
     StateReplay,
     bar_records,
 )
+from tests.strategies import examples
 
 SEQ_LEN = 5
 INTERVAL = 1_000
@@ -142,7 +143,7 @@ def restart(
     return published, dead
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     seed=st.integers(0, 1_000),
     cuts=st.lists(st.integers(1, 399), min_size=1, max_size=10, unique=True).map(sorted),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from consumer.core.record_rules import MAX_TS_MS, RejectReason
 from consumer.core.ticks import DecodedTicks, TickDecoder
+from tests.strategies import examples
 
 T0 = 1_732_550_400_123
 
@@ -268,7 +269,7 @@ def tick_values(draw: st.DrawFn) -> bytes | None:
     return orjson.dumps({name: fields[name] for name in keep})
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(values=st.lists(tick_values(), max_size=25), data=st.data())
 def test_every_record_is_decoded_or_rejected(values: list[bytes | None], data: st.DataObject) -> None:
     keys = data.draw(
@@ -291,7 +292,7 @@ def test_every_record_is_decoded_or_rejected(values: list[bytes | None], data: s
         assert len(out.trade_id) == n
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(values=st.lists(tick_values(), max_size=25), chunk_size=st.integers(1, 30))
 def test_batch_decoding_equals_record_by_record(values: list[bytes | None], chunk_size: int) -> None:
     decoder = TickDecoder(max_bytes=200, chunk_size=chunk_size)

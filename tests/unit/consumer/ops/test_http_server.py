@@ -186,8 +186,11 @@ async def test_stop_releases_the_port_and_drops_idle_clients(metrics: WorkerMetr
     port = server.port
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        await asyncio.sleep(0.01)
-        await asyncio.wait_for(server.stop(), 1)
+        async with asyncio.timeout(5):  # a guard only: the server takes the connection at once
+            while not server._handlers:  # accepted and waiting for a request: an idle client
+                await asyncio.sleep(0)
+        # An idle client would hold stop() for timeout_s (30 s) if it were not dropped.
+        await asyncio.wait_for(server.stop(), 5)
         assert await asyncio.wait_for(reader.read(), 1) == b""
     finally:
         writer.close()

@@ -1,0 +1,115 @@
+"""State records one by one (consumer.core.state): checkpoints, bar records, their replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consumer.core.clock import ClockState
+from consumer.core.state import (
+    BAR_DTYPE,
+    BAR_KEY_PREFIX,
+    CHECKPOINT_KEY,
+    Checkpoint,
+    CheckpointBook,
+    StateError,
+    StateReplay,
+    bar_records,
+)
+
+INTERVAL = 1_000
+T0 = 1_700_000_000_000
+
+
+def bars(symbol: str, count: int, first: int = 0) -> list[tuple[bytes, bytes]]:
+    """State records of ``count`` consecutive bars of ``symbol`` from bar ``first``."""
+    starts = T0 + (first + np.arange(count, dtype=np.int64)) * INTERVAL
+    ohlcv = np.arange(count * 5, dtype=np.float64).reshape(count, 5) + 1
+    return bar_records([symbol] * count, starts, ohlcv, INTERVAL, slots=64)
+
+
+def replay(records: list[tuple[bytes | None, bytes | None]], seq_len: int = 3) -> StateReplay:
+    state = StateReplay(INTERVAL, seq_len)
+    state.apply([k for k, _ in records], [v for _, v in records])
+    return state
+
+
+def test_a_checkpoint_round_trips_every_field() -> None:
+    checkpoint = Checkpoint(
+        end=10,
+        commit=7,
+        mark=ClockState(123, (120, 123)),
+        last_commit=5,
+        last_mark=ClockState(99, (99,)),
+        generation=4,
+        member="worker-1",
+    )
+    assert Checkpoint.decode(checkpoint.encode()) == checkpoint
+
+
+def test_bad_checkpoints_name_the_problem() -> None:
+    with pytest.raises(StateError, match=r"^checkpoint version 3: this code reads versions 1 and 2; "):
+        Checkpoint.decode(b'{"v": 3, "end": 1}')
+    with pytest.raises(StateError, match=r"^corrupt checkpoint record: .*last_mark"):
+        Checkpoint.decode(b'{"v": 2, "end": 1, "commit": 1, "mark": null, "last_commit": null}')
+
+
+def test_the_records_read_are_counted_across_calls_even_without_bars() -> None:
+    state = replay([(b"other", b"x"), (None, b"y")])
+    state.apply([CHECKPOINT_KEY], [Checkpoint(3, 2, None).encode()])
+    restored = state.result()
+    assert restored.records == 3
+    assert (restored.symbols, restored.bar_start, restored.ohlcv) == ([], [], [])
+    assert restored.checkpoint == Checkpoint(3, 2, None)
+
+
+def test_keys_and_values_must_be_aligned() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        StateReplay(INTERVAL, 3).apply([b"a", b"b"], [b"x"])
+
+
+def test_tombstones_and_keyless_records_are_ignored() -> None:
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (None, None),
+        (bars("A", 1)[0][0], None),
+        *bars("B", 2),
+        (CHECKPOINT_KEY, Checkpoint(4, 4, None).encode()),
+    ]
+    restored = replay(records).result()
+    assert restored.symbols == ["B"]
+    assert restored.records == 5
+
+
+def test_the_newest_seq_len_bars_are_restored_with_their_types() -> None:
+    records = [*bars("A", 5), (CHECKPOINT_KEY, Checkpoint(5, 5, None).encode())]
+    restored = replay(records, seq_len=3).result()
+    assert restored.bar_start[0].tolist() == [T0 + 2 * INTERVAL, T0 + 3 * INTERVAL, T0 + 4 * INTERVAL]
+    assert restored.bar_start[0].dtype == np.int64
+    assert restored.ohlcv[0][:, 0].tolist() == [11.0, 16.0, 21.0]
+
+
+def test_bars_after_the_last_checkpoint_are_not_restored() -> None:
+    records = [*bars("A", 2), (CHECKPOINT_KEY, Checkpoint(2, 2, None).encode()), *bars("A", 1, first=2)]
+    assert replay(records).result().bar_start[0].tolist() == [T0, T0 + INTERVAL]
+
+
+def test_corrupt_bar_records_name_the_problem() -> None:
+    (key, value), checkpoint = bars("A", 1)[0], (CHECKPOINT_KEY, Checkpoint(1, 1, None).encode())
+    with pytest.raises(StateError, match=r"^corrupt bar record in the state topic: unexpected value size$"):
+        replay([(key, value[:-1]), checkpoint]).result()
+    other = np.frombuffer(value, dtype=BAR_DTYPE).copy()
+    other["version"] = 2
+    with pytest.raises(StateError, match=r"^bar records of another version than 1$"):
+        replay([(key, other.tobytes()), checkpoint]).result()
+    assert key.startswith(BAR_KEY_PREFIX + b"A|")
+
+
+def test_a_forgotten_partition_starts_its_checkpoints_afresh() -> None:
+    book = CheckpointBook()
+    book.committed(0, 10, ClockState(5, (5,)))
+    book.forget(0)
+    book.forget(7)
+    mark, older = ClockState(9, (9,)), ClockState(6, (6,))
+    book.committed(1, 20, older)
+    assert book.checkpoint(0, 12, 11, mark) == Checkpoint(12, 11, mark, None, None)
+    assert book.checkpoint(1, 22, 21, mark) == Checkpoint(22, 21, mark, 20, older)
