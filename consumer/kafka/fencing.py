@@ -110,6 +110,11 @@ class Fence:
             self.tick()
             await asyncio.sleep(TICK_S)
 
+    def claimed(self) -> list[int]:
+        """The partitions this worker may claim to own (for the assignment gauge): none while
+        blocked, since another member very likely owns them."""
+        return [] if self.blocked else sorted(self._generations)
+
     def restored(self, partition: int, state_generation: int) -> int:
         """Take ``partition`` over from a state whose highest generation is ``state_generation``;
         returns the generation this worker now writes it with."""

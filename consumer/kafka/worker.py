@@ -404,6 +404,7 @@ class Worker:
         if self._consumer is None or now - self._lag_updated < LAG_UPDATE_INTERVAL_S:
             return
         self._lag_updated = now
+        self.metrics.set_assignment(self._fence.claimed())
         buffers = self.pipeline.buffers
         warm = sum(int(buffers.warm(a.symbols).sum()) for a in self.pipeline.aggregators.values())
         self.metrics.set_symbols(len(buffers), warm)

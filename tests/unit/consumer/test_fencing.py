@@ -49,6 +49,21 @@ def test_a_pause_longer_than_the_session_blocks_until_a_new_generation() -> None
     assert not fence.blocked
 
 
+def test_a_blocked_worker_claims_no_partition() -> None:
+    fence, coordinator, now = fence_at(4)
+    fence.restored(1, state_generation=-1)
+    fence.restored(0, state_generation=-1)
+    assert fence.claimed() == [0, 1]
+    now[0] += 6.5
+    assert fence.claimed() == [], "paused past the session: the partitions are someone else's"
+    fence.tick()
+    assert fence.claimed() == [], "still the old generation"
+    coordinator.generation = 5
+    assert fence.claimed() == [0, 1]
+    fence.forget(1)
+    assert fence.claimed() == [0]
+
+
 def test_no_generation_while_holding_partitions_blocks() -> None:
     fence, coordinator, _ = fence_at(3)
     assert not fence.blocked
