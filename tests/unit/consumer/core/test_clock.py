@@ -140,3 +140,18 @@ def test_clock_states_round_trip_and_bad_ones_are_named() -> None:
         ClockState.from_json({"clock": True, "window": []})
     with pytest.raises(ValueError, match="clock window"):
         EventClock(0)
+
+
+@pytest.mark.parametrize("size", [1, 3, 9])
+def test_a_long_run_of_records_each_near_the_last_but_far_from_the_clock_is_judged_exactly(size: int) -> None:
+    # Each record is within the jump of the one before, none within the jump of the clock, which
+    # therefore never moves: at size 1 each vectorised pass can settle only one more record, so
+    # the run is settled by the record-by-record fallback; the larger windows settle sooner.
+    chain = [200 + 90 * i for i in range(14)]
+    ts = [*chain, 50, 160, 140]
+    state = ClockState(0, (0,) * size)
+    verdict = EventClock(size, 100).judge(state, np.array(ts, dtype=np.int64), NEVER)
+    verdicts, clocks, end = oracle(state, ts, size, 100, NEVER)
+    assert verdicts_of(verdict.future, verdict.past) == verdicts
+    assert verdicts[:14] == ["future"] * 14 and verdicts[14] == "ok"
+    assert clocks_of(verdict.after) == clocks and verdict.end == end
