@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,3 +124,42 @@ def test_session_fills_only_inside_sessions() -> None:
 
     assert inside.all(), "every flat bar lies inside a session"
     assert (flat - int(opens[0])).tolist() == [387 * minute, 388 * minute, 389 * minute, DAY + minute]
+
+
+def test_each_rule_names_its_policy_and_keeps_int64_bounds() -> None:
+    minute = 60_000
+    rules = {
+        "flat": GapRule.flat(),
+        "skip": GapRule.skip(),
+        "session": GapRule.session(np.array([0.0, 10.0]) * minute, np.array([3.0, 12.0]) * minute, minute),
+    }
+    assert {name: rule.policy for name, rule in rules.items()} == {n: n for n in rules}
+    assert all(r.lo.dtype == np.int64 and r.hi.dtype == np.int64 for r in rules.values())
+    assert (rules["session"].lo.tolist(), rules["session"].hi.tolist(), rules["session"].sessions) == (
+        [0, 10],
+        [3, 12],
+        2,
+    )
+    assert GapRule.session(np.zeros(0), np.zeros(0), minute).sessions == 0
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes"),
+    [
+        ([0, 10], [5]),
+        ([0, 10], [5, 10]),
+        ([0, 10], [5, 8]),
+        ([10, 0], [15, 5]),
+    ],
+    ids=["shapes differ", "empty session", "close before open", "not sorted by open"],
+)
+def test_sessions_that_are_not_sorted_open_before_close_are_refused(
+    opens: list[int], closes: list[int]
+) -> None:
+    with pytest.raises(ValueError, match="sorted by open, each open before its close"):
+        GapRule.session(np.array(opens), np.array(closes), 1)
+
+
+def test_sessions_with_equal_opens_are_accepted() -> None:
+    rule = GapRule.session(np.array([0, 0]), np.array([5, 7]), 1)
+    assert (rule.lo.tolist(), rule.hi.tolist()) == ([0], [7])
