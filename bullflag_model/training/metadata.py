@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from bullflag_model.features import FEATURE_SPEC
-from bullflag_model.synthetic import GeneratorParams
+from bullflag_model.synthetic import DEFAULT_PARAMS, GeneratorParams
 from bullflag_model.training.loop import TrainResult
 from bullflag_model.training.options import TrainConfig, TrainError
 from bullflag_model.training.threshold import THRESHOLD_DECIMALS
@@ -60,6 +60,13 @@ def checkpoint_metadata(
         "command": command,
         "torch_version": str(torch.__version__),
     }
+
+
+def trained_params(metadata: dict[str, Any]) -> GeneratorParams:
+    """The generator parameters a checkpoint was trained on (the defaults for one that does not say)."""
+    if "generator_params" in metadata:
+        return GeneratorParams.from_dict(metadata["generator_params"])
+    return DEFAULT_PARAMS
 
 
 def command_line(config: TrainConfig, evaluated: bool) -> str:

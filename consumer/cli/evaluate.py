@@ -19,7 +19,7 @@ import torch
 from bullflag_model.checkpoint import CheckpointError, load_checkpoint
 from bullflag_model.evaluation.experiments import EvaluationConfig, EvaluationError
 from bullflag_model.evaluation.report import evaluate_model, write_outputs
-from bullflag_model.synthetic import DEFAULT_PARAMS, GeneratorParams
+from bullflag_model.training.metadata import trained_params
 from consumer.cli import evaluate_real
 
 FALLBACK_THRESHOLD = 0.5
@@ -66,11 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold = float(metadata.get("serving_threshold", FALLBACK_THRESHOLD))
     if not 0.0 <= threshold <= 1.0:
         raise EvaluationError(f"threshold must be in [0, 1], got {threshold}")
-    params = (
-        GeneratorParams.from_dict(metadata["generator_params"])
-        if "generator_params" in metadata
-        else DEFAULT_PARAMS
-    )
+    params = trained_params(metadata)
     config = EvaluationConfig(
         windows=args.windows,
         shift_windows=args.shift_windows,

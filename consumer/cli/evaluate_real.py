@@ -20,7 +20,7 @@ from bullflag_model.checkpoint import CheckpointError, load_checkpoint
 from bullflag_model.realdata.labels import load_labels
 from bullflag_model.realdata.report import evaluate_real
 from bullflag_model.realdata.series import RealDataError, load_all
-from bullflag_model.synthetic import DEFAULT_PARAMS, GeneratorParams
+from bullflag_model.training.metadata import trained_params
 
 FALLBACK_THRESHOLD = 0.5
 
@@ -54,11 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None:
         threshold = float(metadata.get("serving_threshold", FALLBACK_THRESHOLD))
-    params = (
-        GeneratorParams.from_dict(metadata["generator_params"])
-        if "generator_params" in metadata
-        else DEFAULT_PARAMS
-    )
+    params = trained_params(metadata)
     torch.set_num_threads(args.threads)
     series = {s.name: s for s in load_all()}
     labels = load_labels()
