@@ -1,8 +1,9 @@
 """Parity of the onnx and torch scoring backends on many windows: decisions, scores, maps, documents.
 
 Run: ``python -m benchmarks.parity_backends`` (``--windows 100000`` by default: synthetic windows
-of every generator kind (the training mix), plus the real series given with ``--bars`` as a
-``.npy`` of ``[N, 200, 5]`` OHLCV windows). Both backends score the same windows through the
+of every generator kind (the training mix); ``--real`` adds every 200-bar window of each real
+series the installed ``real`` extra ships (``bullflag_model.realdata``), and ``--bars`` a ``.npy``
+of ``[N, 200, 5]`` OHLCV windows). Both backends score the same windows through the
 worker's ``Scorer`` (features, chunks of 512, Grad-CAM on the rows at or above the serving
 threshold, CNNOutput encoding), so the documents compared are the ones each would publish.
 
@@ -26,6 +27,8 @@ from benchmarks.report import print_table, write_json
 from bullflag_model.features import features_in_chunks
 from bullflag_model.infer import PROB_KEYS, BullFlagCNNInfer
 from bullflag_model.output import INTENSITY_DECIMALS, PROB_DECIMALS
+from bullflag_model.realdata.report import sliding_windows
+from bullflag_model.realdata.series import load_all
 from bullflag_model.synthetic import DEFAULT_PARAMS, KINDS, generate_windows
 from consumer.core.pipeline import Windows
 from consumer.core.scoring import MAX_CHUNK, Scorer
@@ -38,6 +41,11 @@ def synthetic_bars(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     negative and random walks in equal shares), and each one's kind."""
     batch = generate_windows(n, seed=seed, params=DEFAULT_PARAMS)
     return batch.bars, batch.kind
+
+
+def real_bars() -> dict[str, np.ndarray]:
+    """Every 200-bar window of each real series the installed packages ship, by series name."""
+    return {series.name: np.ascontiguousarray(sliding_windows(series.bars)) for series in load_all()}
 
 
 def score_raw(infer: BullFlagCNNInfer, bars: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,16 +144,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=100_000, help="synthetic windows")
     parser.add_argument("--seed", type=int, default=20_260)
+    parser.add_argument("--real", action="store_true", help="add every window of the shipped real series")
     parser.add_argument("--bars", type=Path, default=None, help="real windows [N, 200, 5] as .npy")
     args = parser.parse_args()
 
     bars, kind = synthetic_bars(args.windows, args.seed)
     sources = {"synthetic": len(bars)}
+    extra = real_bars() if args.real else {}
     if args.bars is not None:
-        real = np.load(args.bars)
-        bars = np.concatenate([bars, real])
+        extra[str(args.bars)] = np.load(args.bars)
+    for name, real in extra.items():
+        bars = np.concatenate([bars, real.astype(bars.dtype)])
         kind = np.concatenate([kind, np.full(len(real), -1, dtype=kind.dtype)])
-        sources["real"] = len(real)
+        sources[name] = len(real)
     reference = BullFlagCNNInfer(backend="torch", enable_gradcam=True)
     served = BullFlagCNNInfer(backend="onnx", enable_gradcam=True)
     threshold = reference.resolve_threshold(None)
