@@ -31,6 +31,7 @@ from tests.integration.test_worker import (
     produce,
     running,
     wait_for,
+    wait_until,
     worker_settings,
 )
 
@@ -170,6 +171,13 @@ async def test_signals_appear_live_draw_their_window_and_filter(
             best = rows.nth(int(np.argmax(scores)))
             assert await best.get_attribute("data-symbol") == "FLAG"
             document_id = await best.get_attribute("data-id")
+
+            async def window_complete() -> bool:
+                # The bars come from the state topic, read beside the signals, and may trail them.
+                reply = await page.request.get(f"{dashboard.url}api/window/{document_id}")
+                return bool(reply.ok and (await reply.json())["complete"])
+
+            await wait_until(window_complete)
             await best.click()
             chart = page.locator(f'canvas#chart[data-drawn="{document_id}"][data-complete="true"]')
             await expect(chart).to_have_attribute("data-strip", "map", timeout=WAIT_MS)

@@ -5,7 +5,8 @@
 
 const MAX_ROWS = 2000;
 const SHOWN_ROWS = 300;
-const WINDOW_RETRIES = 20;
+const WINDOW_RETRIES = 120;
+const WINDOW_RETRY_MS = 1000;
 const BACKGROUND = "#0f1420";
 const UP = "#26a69a";
 const DOWN = "#ef5350";
@@ -228,7 +229,7 @@ async function show(id, attempt = 0) {
     return;
   }
   draw(data);
-  if (!data.complete && attempt < WINDOW_RETRIES) setTimeout(() => show(id, attempt + 1), 500);
+  if (!data.complete && attempt < WINDOW_RETRIES) setTimeout(() => show(id, attempt + 1), WINDOW_RETRY_MS);
 }
 
 $("signals").addEventListener("click", (e) => {
