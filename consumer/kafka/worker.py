@@ -19,7 +19,6 @@ offsets committed before its state is dropped.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import operator
 import time
@@ -35,7 +34,8 @@ from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
 from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
 from consumer.core.scoring import Scorer
-from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
+from consumer.core.state import CheckpointBook
+from consumer.kafka.batch import Ingested, state_records
 from consumer.kafka.clients import new_consumer, new_producer
 from consumer.kafka.dead_letters import dead_letters
 from consumer.kafka.fencing import Fence
@@ -59,18 +59,6 @@ MAX_BATCH_BYTES = 512 * 1024
 _value = operator.attrgetter("value")
 _key = operator.attrgetter("key")
 _offset = operator.attrgetter("offset")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Ingested:
-    """A batch between ingest and finish: per-partition outcomes, dead letters, windows to score."""
-
-    started: float
-    closed_at: float
-    outcomes: dict[TopicPartition, PartitionOutcome]
-    ends: dict[TopicPartition, int]
-    dead_letters: list[Outgoing]
-    windows: Windows
 
 
 class Worker:
@@ -266,7 +254,7 @@ class Worker:
         finally:
             self.metrics.set_paused(False)
 
-    def _ingest(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> _Ingested:
+    def _ingest(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> Ingested:
         """Decode, aggregate and buffer each partition's records; gather the windows to score.
 
         Records of a partition whose state is not restored yet (aiokafka may fetch before the
@@ -308,9 +296,9 @@ class Worker:
             self.metrics.record_refused_symbols(len(outcome.refused_symbols))
             windows.append(outcome.windows)
         to_score = Windows.concat(windows, self.pipeline.seq_len)
-        return _Ingested(started, time.perf_counter(), outcomes, ends, dead_letters_out, to_score)
+        return Ingested(started, time.perf_counter(), outcomes, ends, dead_letters_out, to_score)
 
-    async def _finish(self, ingested: _Ingested, previous: asyncio.Task[None] | None) -> None:
+    async def _finish(self, ingested: Ingested, previous: asyncio.Task[None] | None) -> None:
         """Score the batch's windows, then (after the batch before it) publish outputs and dead
         letters, wait for their acknowledgements, publish the state and commit."""
         outgoing = list(ingested.dead_letters)
@@ -336,40 +324,13 @@ class Worker:
             self.metrics.observe_latencies(np.full(outputs, time.perf_counter() - ingested.closed_at))
         if self._fence.refuses("state records"):
             return
-        await self._publish(self._state_records(ingested))
+        await self._publish(
+            state_records(ingested, self.pipeline, self._checkpoints, self._fence, self.settings.state_topic)
+        )
         if self._fence.refuses("the commit"):
             return
         await self._commit(ingested.outcomes)
         self.metrics.observe_batch(time.perf_counter() - ingested.started)
-
-    def _state_records(self, ingested: _Ingested) -> list[Outgoing]:
-        """Closed bars, then a checkpoint, per partition, for the state topic's same partition."""
-        state_topic = self.settings.state_topic
-        out = []
-        for tp, outcome in ingested.outcomes.items():
-            stored = outcome.stored
-            headers = self._fence.headers(tp.partition)
-            out += [
-                Outgoing(state_topic, key, value, headers, tp.partition)
-                for key, value in bar_records(
-                    stored.symbols,
-                    stored.bar_start,
-                    stored.ohlcv,
-                    self.pipeline.interval_ms,
-                    self.pipeline.seq_len,
-                    stored.sequence if self.pipeline.by_sequence else None,
-                )
-            ]
-            checkpoint = self._checkpoints.checkpoint(
-                tp.partition,
-                ingested.ends[tp],
-                outcome.commit,
-                outcome.mark,
-                self._fence.generation(tp.partition),
-                self._fence.member,
-            )
-            out.append(Outgoing(state_topic, CHECKPOINT_KEY, checkpoint.encode(), headers, tp.partition))
-        return out
 
     async def _publish(self, records: list[Outgoing]) -> None:
         """Send and wait for every acknowledgement (retrying failures); nothing is committed before."""

@@ -1,0 +1,69 @@
+"""A batch between the worker's two stages, and the state records it leaves behind.
+
+``_ingest`` turns fetched records into an :class:`Ingested` (per-partition outcomes, dead
+letters, windows to score); ``_finish`` publishes its outputs, then :func:`state_records`,
+then commits. Kept apart from the worker so the records a batch writes to the state topic
+are built in one place, whatever produced the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiokafka import TopicPartition
+
+from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
+from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
+from consumer.kafka.fencing import Fence
+from consumer.kafka.publisher import Outgoing
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    """A batch between ingest and finish: per-partition outcomes, dead letters, windows to score.
+
+    ``ends``: per partition the offset after the batch's last record (the checkpoint's end);
+    ``started`` / ``closed_at``: ``time.perf_counter()`` when ingest began and ended.
+    """
+
+    started: float
+    closed_at: float
+    outcomes: dict[TopicPartition, PartitionOutcome]
+    ends: dict[TopicPartition, int]
+    dead_letters: list[Outgoing]
+    windows: Windows
+
+
+def state_records(
+    ingested: Ingested,
+    pipeline: BarPipeline,
+    checkpoints: CheckpointBook,
+    fence: Fence,
+    state_topic: str,
+) -> list[Outgoing]:
+    """Closed bars, then a checkpoint, per partition, for the state topic's same partition."""
+    out = []
+    for tp, outcome in ingested.outcomes.items():
+        stored = outcome.stored
+        headers = fence.headers(tp.partition)
+        out += [
+            Outgoing(state_topic, key, value, headers, tp.partition)
+            for key, value in bar_records(
+                stored.symbols,
+                stored.bar_start,
+                stored.ohlcv,
+                pipeline.interval_ms,
+                pipeline.seq_len,
+                stored.sequence if pipeline.by_sequence else None,
+            )
+        ]
+        checkpoint = checkpoints.checkpoint(
+            tp.partition,
+            ingested.ends[tp],
+            outcome.commit,
+            outcome.mark,
+            fence.generation(tp.partition),
+            fence.member,
+        )
+        out.append(Outgoing(state_topic, CHECKPOINT_KEY, checkpoint.encode(), headers, tp.partition))
+    return out
