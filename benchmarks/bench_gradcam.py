@@ -26,8 +26,8 @@ from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.model import HEAD_NAMES, BullFlagCNNMultiHead
 from bullflag_model.synthetic import generate_windows
-from consumer.core.pipeline import Windows
 from consumer.core.scoring import MAX_CHUNK, Scorer
+from consumer.core.windows import Windows
 
 
 def spec_style(model: BullFlagCNNMultiHead, window: torch.Tensor) -> list[float]:

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from benchmarks.report import print_table, write_json
 from consumer.cli.scanning import load_model
 from consumer.config import Settings
-from consumer.core.pipeline import Windows
 from consumer.core.scoring import Scorer
+from consumer.core.windows import Windows
 from consumer.sources.market import synthetic_market
 
 SEQ_LEN = 200

@@ -30,8 +30,8 @@ from bullflag_model.output import INTENSITY_DECIMALS, PROB_DECIMALS
 from bullflag_model.realdata.report import sliding_windows
 from bullflag_model.realdata.series import load_all
 from bullflag_model.synthetic import DEFAULT_PARAMS, KINDS, generate_windows
-from consumer.core.pipeline import Windows
 from consumer.core.scoring import MAX_CHUNK, Scorer
+from consumer.core.windows import Windows
 
 CHUNK = 10_000
 

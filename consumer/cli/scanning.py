@@ -32,9 +32,10 @@ from consumer.cli.pictures import default_out, render_output
 from consumer.config import Settings
 from consumer.core.clock import ClockState, EventClock
 from consumer.core.gaps import GapRule
-from consumer.core.pipeline import BarPipeline, InputKind, Windows
+from consumer.core.pipeline import BarPipeline, InputKind
 from consumer.core.record_rules import MAX_TS_MS
 from consumer.core.scoring import PublishMode, Scorer
+from consumer.core.windows import Windows
 from consumer.sources.producer import bar_records, tick_records
 from consumer.sources.tables import BarTable, TradeTable
 

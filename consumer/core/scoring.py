@@ -15,7 +15,7 @@ import numpy as np
 from bullflag_model.features import build_features
 from bullflag_model.infer import BatchScores, BullFlagCNNInfer
 from bullflag_model.output import SCHEMA_VERSION, encode_batch
-from consumer.core.pipeline import Windows
+from consumer.core.windows import Windows
 
 PublishMode = Literal["all", "signals-only"]
 MAX_CHUNK = 512

@@ -12,8 +12,9 @@ import dataclasses
 
 from aiokafka import TopicPartition
 
-from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
+from consumer.core.pipeline import BarPipeline, PartitionOutcome
 from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
+from consumer.core.windows import Windows
 from consumer.kafka.fencing import Fence
 from consumer.kafka.publisher import Outgoing
 

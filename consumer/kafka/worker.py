@@ -32,9 +32,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from bullflag_model.infer import BullFlagCNNInfer
 from consumer.config import Settings
-from consumer.core.pipeline import BarPipeline, PartitionOutcome, Windows
+from consumer.core.pipeline import BarPipeline, PartitionOutcome
 from consumer.core.scoring import Scorer
 from consumer.core.state import CheckpointBook
+from consumer.core.windows import Windows
 from consumer.kafka.batch import Ingested, state_records
 from consumer.kafka.clients import new_consumer, new_producer
 from consumer.kafka.dead_letters import dead_letters

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from consumer.core.bars import BarAggregator
 from consumer.core.clock import ClockState, EventClock
-from consumer.core.pipeline import BarPipeline, Windows
+from consumer.core.pipeline import BarPipeline
+from consumer.core.windows import Windows
 from tests.strategies import examples
 
 SEQ_LEN = 5

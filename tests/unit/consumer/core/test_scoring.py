@@ -10,8 +10,8 @@ from bullflag_model.features import build_features
 from bullflag_model.infer import BullFlagCNNInfer
 from bullflag_model.synthetic import generate_windows
 from consumer.core import scoring
-from consumer.core.pipeline import Windows
 from consumer.core.scoring import Scorer
+from consumer.core.windows import Windows
 
 
 @pytest.fixture(scope="module")
