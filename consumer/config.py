@@ -55,6 +55,12 @@ class Settings:
     allowed_lateness: str = setting(
         "5s", "How late (event time) a tick may arrive and still count.", v.duration
     )
+    idle_close_after: str = setting(
+        "0s",
+        "Close and score a partition's open bars once it has had no records this long (wall "
+        "clock): its watermark moves to the wall clock minus --allowed-lateness. 0s: off.",
+        v.duration,
+    )
     gaps: str = setting(
         "auto",
         "Intervals without trades: 'flat' (a flat zero-volume bar at the previous close), 'skip' "
@@ -189,6 +195,11 @@ class Settings:
     def allowed_lateness_ms(self) -> int:
         """Allowed lateness in milliseconds."""
         return parse_duration_ms(self.allowed_lateness)
+
+    @property
+    def idle_close_after_ms(self) -> int:
+        """Quiet time before an idle partition's bars close, in milliseconds (0: never)."""
+        return parse_duration_ms(self.idle_close_after)
 
     @property
     def consumer_timing(self) -> dict[str, int]:

@@ -21,6 +21,7 @@ from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBar
 from consumer.core.buffers import RingBuffers
 from consumer.core.clock import DEFAULT_WINDOW, NO_CLOCK, ClockState, ClockVerdict, EventClock, state_of
 from consumer.core.gaps import GapRule
+from consumer.core.idle import closes_any
 from consumer.core.record_rules import Reject, RejectReason
 from consumer.core.state import RestoredPartition
 from consumer.core.ticks import DecodedBars, DecodedTicks, TickDecoder
@@ -181,6 +182,9 @@ class BarPipeline:
                 if mark.clock is not None:
                     aggregator.advance_watermark(mark.clock)
             progress.replay_until = checkpoint.end
+        floor = restored.idle.split(committed).floor_ms
+        if floor is not None:
+            aggregator.advance_watermark(floor)
         return len(restored.symbols)
 
     def process(
@@ -248,6 +252,22 @@ class BarPipeline:
         closed = self.aggregator(partition).advance_watermark(event_time_ms).bars
         windows, _, _ = self._close(closed)
         return windows
+
+    def idle_close_due(self, partition: int, event_time_ms: int) -> bool:
+        """Whether raising the partition's event time to ``event_time_ms`` closes an open bar."""
+        aggregator = self.aggregators.get(partition)
+        return aggregator is not None and closes_any(
+            aggregator.open_starts(), self.interval_ms, self.allowed_lateness_ms, event_time_ms
+        )
+
+    def close_idle(self, partition: int, event_time_ms: int, end: int) -> PartitionOutcome:
+        """An idle close of a partition read up to offset ``end``: raise its event time (not its
+        clock, which only records move) to ``event_time_ms``; the bars that closed are scored and
+        stored as if a record had closed them, and later ticks for them are ``late``."""
+        aggregator = self.aggregator(partition)
+        result = aggregator.advance_watermark(event_time_ms)
+        commit, mark = self._commit_point(aggregator, self._progress(partition), end, partition, True)
+        return self._outcome([], 0, result, commit, mark)
 
     def _progress(self, partition: int) -> _Progress:
         """The partition's open-bar bookkeeping, created on first use."""

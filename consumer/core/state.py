@@ -1,7 +1,7 @@
 """The state changelog: closed bars and per-partition checkpoints, kept in a Kafka topic.
 
 The state topic has the input topic's partition count; partition p holds the state of input
-partition p. Two kinds of record:
+partition p. Three kinds of record:
 
 - **bar**: key ``b|<symbol>|<slot>``, value the bar (49 bytes). Under the ``flat`` gap policy
   a symbol's bars are contiguous and ``slot = (bar_start // interval) % 200``; under ``skip``
@@ -18,14 +18,17 @@ partition p. Two kinds of record:
   clock and its window of recent event times), and the last commit known to have succeeded.
   Version 2; a version-1 checkpoint (the highest event time instead of the clock) is read as a
   clock at that time with an empty window, and says so (``migrated_from``).
+- **idle**: key ``idle``, the partition's idle-close decisions (:mod:`consumer.core.idle`),
+  written before the outputs of a close that no record caused; the latest one counts.
 
 Restore reads a partition from the beginning to its high watermark and applies bar records
 only up to the last checkpoint: bars after it belong to a batch whose state was not complete,
-whose ticks are read again anyway. Every record carries its writer's fencing generation
-(:mod:`consumer.kafka.fencing`; checkpoints also name the group generation and member): a
-record of a lower generation than one already read is a stale writer's (a paused worker that
-resumed after its partitions moved) and is skipped, so restore never uses an older owner's
-checkpoint written after a newer owner's.
+whose ticks are read again anyway. The idle log applies as soon as it is read: its decisions
+must be replayed even when the batch they started did not finish. Every record carries its
+writer's fencing generation (:mod:`consumer.kafka.fencing`; checkpoints also name the group
+generation and member): a record of a lower generation than one already read is a stale
+writer's (a paused worker that resumed after its partitions moved) and is skipped, so restore
+never uses an older owner's checkpoint written after a newer owner's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 import orjson
 
 from consumer.core.clock import ClockState, ClockStateError
+from consumer.core.idle import IDLE_KEY, IdleLog
 
 BAR_VERSION = 1
 """Version byte of bar records."""
@@ -173,6 +177,8 @@ class RestoredPartition:
     stale: int = 0
     """Records skipped as a stale writer's."""
     sequences: list[int] = field(default_factory=list)
+    idle: IdleLog = field(default_factory=IdleLog)
+    """The partition's idle-close decisions, as last written."""
 
     @property
     def bars(self) -> int:
@@ -197,6 +203,7 @@ class StateReplay:
         self._records = 0
         self._generation = -1
         self._stale = 0
+        self._idle = IdleLog()
 
     def apply(
         self,
@@ -225,6 +232,8 @@ class StateReplay:
                     else:
                         self._applied[bar_key] = bar
                 pending.clear()
+            elif key == IDLE_KEY and value is not None:
+                self._idle = IdleLog.decode(value)
             elif key is not None and key.startswith(BAR_KEY_PREFIX):
                 pending[key] = value
 
@@ -234,7 +243,7 @@ class StateReplay:
         (a record without a value) removes its slot's bar."""
         if not self._applied:
             return RestoredPartition(
-                [], [], [], self._checkpoint, self._records, self._generation, self._stale
+                [], [], [], self._checkpoint, self._records, self._generation, self._stale, idle=self._idle
             )
         keys = list(self._applied)
         values = b"".join(self._applied.values())
@@ -259,7 +268,15 @@ class StateReplay:
             starts.append(start[recent].astype(np.int64))
             bars.append(packed["ohlcv"][rows][recent].astype(np.float64))
         return RestoredPartition(
-            symbols, starts, bars, self._checkpoint, self._records, self._generation, self._stale, sequences
+            symbols,
+            starts,
+            bars,
+            self._checkpoint,
+            self._records,
+            self._generation,
+            self._stale,
+            sequences,
+            self._idle,
         )
 
 
@@ -296,6 +313,10 @@ class CheckpointBook:
     def committed(self, partition: int, commit: int, mark: ClockState | None) -> None:
         """Record that ``commit`` (with its ``mark``) was committed."""
         self._committed[partition] = (commit, mark)
+
+    def last_commit(self, partition: int) -> int | None:
+        """The partition's last commit known to have succeeded (None: none this assignment)."""
+        return self._committed.get(partition, (None, None))[0]
 
     def forget(self, partition: int) -> None:
         """Drop a revoked partition."""

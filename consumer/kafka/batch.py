@@ -33,6 +33,8 @@ class Ingested:
     ends: dict[TopicPartition, int]
     dead_letters: list[Outgoing]
     windows: Windows
+    decisions: list[Outgoing] = dataclasses.field(default_factory=list)
+    """Idle-log records (:mod:`consumer.kafka.idle_close`), sent and acknowledged before the outputs."""
 
 
 def state_records(

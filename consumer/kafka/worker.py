@@ -40,6 +40,7 @@ from consumer.kafka.batch import Ingested, state_records
 from consumer.kafka.clients import new_consumer, new_producer
 from consumer.kafka.dead_letters import dead_letters
 from consumer.kafka.fencing import Fence
+from consumer.kafka.idle_close import IdleClose, IdleCloser, idle_batch
 from consumer.kafka.publisher import Outgoing, Publisher
 from consumer.kafka.rebalance import PartitionListener
 from consumer.kafka.restore import read_state, report_reset
@@ -110,6 +111,9 @@ class Worker:
         self.health_server: HealthServer | None = None
         timing = settings.consumer_timing | self._consumer_options
         self._fence = Fence(timing["session_timeout_ms"] / 1000)
+        self._idle = IdleCloser(
+            self.pipeline, settings.idle_close_after_ms, settings.state_topic, self._fence
+        )
 
     @property
     def ready(self) -> bool:
@@ -231,18 +235,28 @@ class Worker:
                 if batch:
                     async with self._batch_lock:
                         ingested = self._ingest(batch)
-                    previous = self._finishing
-                    self._finishing = asyncio.create_task(self._finish(ingested, previous))
-                    if previous is not None:
-                        await self._wait_for(previous)
+                    await self._submit(ingested)
                 elif self._finishing is not None:
                     await self._wait_for(self._finishing)
+                async with self._batch_lock:
+                    closes = self._idle.due(
+                        self._expected, self._consumer.highwater, self._checkpoints.last_commit
+                    )
+                if closes:
+                    await self._submit(self._idle_batch(closes))
                 await self._update_gauges()
         finally:
             stopping.cancel()
             await asyncio.gather(stopping, return_exceptions=True)
             if self._finishing is not None:
                 await self._finishing
+
+    async def _submit(self, ingested: Ingested) -> None:
+        """Start finishing ``ingested`` after the batch before it; wait for that one (backpressure)."""
+        previous = self._finishing
+        self._finishing = asyncio.create_task(self._finish(ingested, previous))
+        if previous is not None:
+            await self._wait_for(previous)
 
     async def _wait_for(self, finishing: asyncio.Task[None]) -> None:
         """Wait for a batch being finished; ``bullflag_paused`` is 1 while the loop waits."""
@@ -259,8 +273,8 @@ class Worker:
         """Decode, aggregate and buffer each partition's records; gather the windows to score.
 
         Records of a partition whose state is not restored yet (aiokafka may fetch before the
-        assignment callback has run), or that do not continue where its state left off, are put
-        back by seeking.
+        assignment callback has run), that do not continue where its state left off, or that
+        come after an idle close still to be replayed, are put back by seeking.
         """
         assert self._consumer is not None
         started = time.perf_counter()
@@ -276,6 +290,12 @@ class Worker:
             if expected is not None and records[0].offset != expected:
                 self._consumer.seek(tp, expected)
                 continue
+            kept = self._idle.before_replay(tp, records)
+            if len(kept) < len(records):
+                self._consumer.seek(tp, records[len(kept)].offset)
+                if not kept:
+                    continue
+                records = kept
             self._expected[tp] = records[-1].offset + 1
             outcome = self.pipeline.process(
                 tp.partition,
@@ -299,6 +319,15 @@ class Worker:
         to_score = Windows.concat(windows, self.pipeline.seq_len)
         return Ingested(started, time.perf_counter(), outcomes, ends, dead_letters_out, to_score)
 
+    def _idle_batch(self, closes: list[IdleClose]) -> Ingested:
+        """The idle closes of one poll as a batch, counted in the metrics."""
+        for outcome in (close.outcome for close in closes):
+            self.metrics.record_bars_closed(
+                trades=outcome.trade_bars, gap=outcome.gap_bars, newest_end_ms=outcome.newest_bar_end_ms
+            )
+        self.metrics.record_idle_closes(len(closes))
+        return idle_batch(closes, self.pipeline.seq_len)
+
     async def _finish(self, ingested: Ingested, previous: asyncio.Task[None] | None) -> None:
         """Score the batch's windows, then (after the batch before it) publish outputs and dead
         letters, wait for their acknowledgements, publish the state and commit."""
@@ -318,6 +347,7 @@ class Worker:
             await previous
         if self._fence.refuses("outputs and dead letters"):
             return
+        await self._publish(ingested.decisions)
         await self._publish(outgoing)
         outputs = len(outgoing) - len(ingested.dead_letters)
         if outputs:
@@ -405,6 +435,7 @@ class Worker:
                 self.pipeline.drop_partition(tp.partition)
                 self._checkpoints.forget(tp.partition)
                 self._fence.forget(tp.partition)
+                self._idle.forget(tp)
         log.info("revoked %s", sorted(tp.partition for tp in revoked))
 
     async def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -437,6 +468,7 @@ class Worker:
                 report_reset(tp, committed, restored[tp.partition].checkpoint)
                 symbols += self.pipeline.restore_partition(tp.partition, restored[tp.partition], committed)
                 self._fence.restored(tp.partition, restored[tp.partition].generation)
+                self._idle.restored(tp, restored[tp.partition].idle, committed)
                 self._expected[tp] = committed
         self.metrics.record_state_restored(symbols)
         partitions = sorted(tp.partition for tp in assigned)

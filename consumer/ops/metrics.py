@@ -157,6 +157,11 @@ class WorkerMetrics:
             "New symbols refused because the worker already tracks its maximum number of symbols.",
             registry=reg,
         )
+        self._idle_closes = Counter(
+            "bullflag_idle_closes_total",
+            "Closes of a quiet partition's bars by the wall clock (--idle-close-after), replays included.",
+            registry=reg,
+        )
         self._commits = Counter("bullflag_commits_total", "Successful offset commits.", registry=reg)
         self._commit_failures = Counter(
             "bullflag_commit_failures_total", "Offset commits that failed.", registry=reg
@@ -315,6 +320,10 @@ class WorkerMetrics:
         """Count ``n`` new symbols refused past the symbol limit."""
         if n:
             self._refused.inc(n)
+
+    def record_idle_closes(self, n: int) -> None:
+        """Count ``n`` partitions whose bars an idle close closed."""
+        self._idle_closes.inc(n)
 
     def record_commit(self, success: bool) -> None:
         """Count one offset commit, successful or failed."""

@@ -23,6 +23,7 @@ COUNTERS = {
     "bullflag_gradcam_maps_total": (),
     "bullflag_outputs_published_total": (),
     "bullflag_symbols_refused_total": (),
+    "bullflag_idle_closes_total": (),
     "bullflag_commits_total": (),
     "bullflag_commit_failures_total": (),
     "bullflag_broker_errors_total": ("operation",),
@@ -75,6 +76,7 @@ def exercised() -> WorkerMetrics:
     m.record_published(42)
     m.observe_latencies(np.full(42, 0.02))
     m.observe_batch(0.3)
+    m.record_idle_closes(2)
     m.record_refused_symbols(4)
     m.record_commit(True)
     m.record_commit(False)
@@ -124,6 +126,7 @@ def test_values_follow_the_update_calls() -> None:
     assert v("bullflag_inferences_total") == 42
     assert v("bullflag_signals_total") == 5
     assert v("bullflag_gradcam_maps_total") == 5
+    assert v("bullflag_idle_closes_total") == 2
     assert v("bullflag_commits_total") == 1
     assert v("bullflag_commit_failures_total") == 1
     assert v("bullflag_broker_errors_total", operation="produce") == 1
