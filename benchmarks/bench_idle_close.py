@@ -4,11 +4,11 @@ embedded broker.
 Run: ``python -m benchmarks.bench_idle_close`` (``--symbols``, ``--idle-close-after``). A
 worker (1 s bars, lateness 0, 4 partitions) is started and ready; then 201 bars of ticks of
 each symbol are produced at once, so every symbol reaches 200 bars and its last bar is closed
-by nothing but an idle close. Measured: from the moment the broker acknowledged the last tick
-to the moment the worker has every output acknowledged (its own counter, polled every
-millisecond), for live event times (the last bar ends at about the wall clock) and for a
-replay of history (event times three hours old). The target is ``--idle-close-after`` plus
-one poll of the partition.
+by nothing but an idle close. Measured from the moment the broker acknowledged the last tick:
+until the worker has consumed every tick, and until it has every output acknowledged (its own
+counters, polled every millisecond), for live event times (the last bar ends at about the
+wall clock) and for a replay of history (event times three hours old). The target is
+``--idle-close-after`` plus one poll of the partition after its last record.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import orjson
 
-from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, produce, wait_until
+from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, consumed, produce, wait_until
 from benchmarks.report import print_table, write_json
 from consumer.config import Settings
 from consumer.kafka.embedded_broker import EmbeddedBroker
@@ -84,6 +84,8 @@ async def one_run(
         values = ticks(symbols, now - 3 * 3_600_000 if history else now)
         await produce(bootstrap, settings.ticks_topic, values)
         acknowledged = time.perf_counter()
+        await wait_until(lambda: consumed(worker) >= len(values), "ticks not all consumed", 120)
+        caught_up = time.perf_counter()
         await wait_until(lambda: published(worker) >= 2 * symbols, "outputs not all published", 120)
         seconds = time.perf_counter() - acknowledged
         closes = worker.metrics.registry.get_sample_value("bullflag_idle_closes_total") or 0.0
@@ -95,6 +97,7 @@ async def one_run(
         "symbols": symbols,
         "ticks": len(values),
         "idle_close_after": idle_after,
+        "all_consumed_s": round(caught_up - acknowledged, 3),
         "last_bar_scored_s": round(seconds, 3),
         "idle_closes": int(closes),
     }

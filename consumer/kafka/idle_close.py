@@ -76,6 +76,16 @@ class IdleCloser:
         self._logs.pop(tp, None)
         self._replay.pop(tp, None)
 
+    def poll_timeout_ms(self, default_ms: int) -> int:
+        """How long the next fetch may wait: ``default_ms``, or less so that it returns when the
+        next partition becomes quiet (so its idle close waits no extra poll)."""
+        if self.idle_after_s <= 0 or not self._heard:
+            return default_ms
+        now = self.monotonic()
+        ahead = [heard + self.idle_after_s - now for heard in self._heard.values()]
+        soonest = min((s for s in ahead if s > 0), default=None)
+        return default_ms if soonest is None else max(1, min(default_ms, int(soonest * 1000) + 1))
+
     def before_replay(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
         """The fetched records of ``tp`` to process now: those before the next decision to
         replay (the rest are fetched again once it is applied). Marks the partition heard."""

@@ -56,6 +56,7 @@ log = logging.getLogger("bullflag.worker")
 BROKER_CHECK_INTERVAL_S = 2.0
 LAG_UPDATE_INTERVAL_S = 1.0
 MAX_BATCH_BYTES = 512 * 1024
+POLL_TIMEOUT_MS = 500
 
 
 _value = operator.attrgetter("value")
@@ -224,7 +225,10 @@ class Worker:
         try:
             while not stop.is_set():
                 fetch = asyncio.create_task(
-                    self._consumer.getmany(timeout_ms=500, max_records=self.settings.max_poll_records)
+                    self._consumer.getmany(
+                        timeout_ms=self._idle.poll_timeout_ms(POLL_TIMEOUT_MS),
+                        max_records=self.settings.max_poll_records,
+                    )
                 )
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
