@@ -20,7 +20,7 @@ import time
 import numpy as np
 import orjson
 
-from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, consumed, produce, wait_until
+from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, consumed, produce_beside, wait_until
 from benchmarks.report import print_table, write_json
 from consumer.config import Settings
 from consumer.kafka.embedded_broker import EmbeddedBroker
@@ -82,7 +82,7 @@ async def one_run(
         await wait_until(lambda: worker.ready, "worker not ready", 60)
         now = time.time_ns() // 1_000_000 // INTERVAL_MS * INTERVAL_MS
         values = ticks(symbols, now - 3 * 3_600_000 if history else now)
-        await produce(bootstrap, settings.ticks_topic, values)
+        await produce_beside(bootstrap, settings.ticks_topic, values)
         acknowledged = time.perf_counter()
         await wait_until(lambda: consumed(worker) >= len(values), "ticks not all consumed", 120)
         caught_up = time.perf_counter()

@@ -112,6 +112,12 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+async def produce_beside(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """:func:`produce` from another thread with its own event loop, so a worker running in this
+    loop keeps running meanwhile, as it would beside a producer in another process."""
+    await asyncio.to_thread(asyncio.run, produce(bootstrap, topic, values))
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     bootstrap: str, name: str, threshold: float, backend: str = "auto"
@@ -280,12 +286,12 @@ async def bench_latency(bootstrap: str, symbols: int, backend: str = "auto") -> 
             observe(seconds)
 
         worker.metrics.observe_latencies = record  # type: ignore[method-assign]
-        await produce(bootstrap, worker.settings.ticks_topic, warm)
+        await produce_beside(bootstrap, worker.settings.ticks_topic, warm)
         await wait_consumed(worker, len(warm))
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: sum(map(len, latencies)) >= symbols, "warm-up outputs not all published")
         latencies.clear()
         closing = tick_values(symbols, 1, 1, first_bar=201, seed=1)
-        await produce(bootstrap, worker.settings.ticks_topic, closing)
+        await produce_beside(bootstrap, worker.settings.ticks_topic, closing)
         await wait_consumed(worker, len(warm) + len(closing))
         deadline = time.monotonic() + 60
         while sum(map(len, latencies)) < symbols and time.monotonic() < deadline:
