@@ -157,6 +157,11 @@ class WorkerMetrics:
             "New symbols refused because the worker already tracks its maximum number of symbols.",
             registry=reg,
         )
+        self._expired = Counter(
+            "bullflag_symbols_expired_total",
+            "Symbols forgotten after --symbol-ttl of event time without a trade (buffers and state freed).",
+            registry=reg,
+        )
         self._commits = Counter("bullflag_commits_total", "Successful offset commits.", registry=reg)
         self._commit_failures = Counter(
             "bullflag_commit_failures_total", "Offset commits that failed.", registry=reg
@@ -315,6 +320,11 @@ class WorkerMetrics:
         """Count ``n`` new symbols refused past the symbol limit."""
         if n:
             self._refused.inc(n)
+
+    def record_expired_symbols(self, n: int) -> None:
+        """Count ``n`` symbols expired by ``--symbol-ttl``."""
+        if n:
+            self._expired.inc(n)
 
     def record_commit(self, success: bool) -> None:
         """Count one offset commit, successful or failed."""
