@@ -142,6 +142,11 @@ class BarAggregator:
         """int64[symbols]: each symbol's latest bar start (open or closed) by id, ``NO_BAR`` if none."""
         return self._state.start[: len(self._names)].copy()
 
+    def without_bars(self) -> list[str]:
+        """Known symbols without any bar (all their ticks were late): they hold an id for nothing."""
+        names = self._name_array[np.flatnonzero(self._state.start[: len(self._names)] == NO_BAR)]
+        return [name for name in names.tolist() if name]
+
     def retire(self, symbols: Sequence[str]) -> AggregateResult:
         """Forget known ``symbols``, closing their open bars (returned): their next tick starts
         them afresh, without gap bars, and their ids are reused for new symbols."""

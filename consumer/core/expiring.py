@@ -8,7 +8,8 @@ Per batch of one partition, with the clock after each record known:
    when warm, as the watermark would have closed them before the returning record), their
    buffers are freed, their state records become tombstones, and they start afresh;
 3. :func:`finish`: after the batch, the symbols idle past the TTL at the batch's clock go the
-   same way, and the bars this batch stored for them are not written.
+   same way, and the bars this batch stored for them are not written; when the batch refused
+   symbols at ``max_symbols``, those without any bar (all their ticks late) are forgotten too.
 
 :func:`merge` joins the outcomes of a cut batch's pieces. Every step depends only on the
 records in offset order, so the outcome does not depend on how records were batched; except
@@ -194,6 +195,10 @@ def finish(
             retiring = retire(pipeline, partition, [names[i] for i in np.flatnonzero(gone).tolist()])
             idle_now = retiring.expired
             windows.append(retiring.windows)
+    if outcome.refused_symbols:
+        # At the limit, a symbol that never got a bar is worth less than the one refused.
+        aggregator = pipeline.aggregator(partition)
+        aggregator.retire(aggregator.without_bars())
     return dataclasses.replace(
         outcome,
         windows=Windows.concat([part for part in windows if len(part)] or windows[1:2], pipeline.seq_len),

@@ -163,6 +163,15 @@ def test_a_returning_symbol_starts_afresh_without_gap_bars() -> None:
     assert "A" not in outcome.stored.symbols  # no gap bars between its old bars and its new one
 
 
+def test_a_symbol_with_only_late_ticks_does_not_hold_the_limit() -> None:
+    p = pipeline("flat", max_symbols=2, clock_window=1)
+    first = p.process(0, *ticks([("A", 5_000), ("LATE", 100), ("REAL", 5_100)]))
+    assert [r.reason for r in first.rejects] == ["late", "max_symbols"] and first.refused_symbols == ["REAL"]
+    assert "LATE" not in p.aggregator(0).symbols and first.expired.symbols == []
+    second = p.process(0, *ticks([("REAL", 5_200), ("A", 6_100)]))
+    assert second.refused_symbols == [] and p.buffers.counts(["REAL"]).tolist() == [1]
+
+
 def test_the_ttl_must_cover_a_bar_and_the_lateness() -> None:
     with pytest.raises(SymbolTtlError, match="at least"):
         BarPipeline(60_000, 5_000, symbol_ttl_ms=60_000)
