@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.core.buffers import EMPTY_START
+from consumer.core.clock import ClockState
 from consumer.core.expiry import SymbolTtlError
 from consumer.core.gaps import GapRule
 from consumer.core.pipeline import BarPipeline, PartitionOutcome
@@ -130,6 +131,27 @@ def test_expiry_does_not_depend_on_batch_boundaries(
         k: v for k, v in one_by_one.items() if k != "expired"
     }
     assert sorted(set(batched["expired"])) == sorted(set(one_by_one["expired"]))  # type: ignore[call-overload]
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(steps, st.lists(st.integers(0, 100), max_size=6))
+def test_a_supplied_clock_expires_as_the_judged_one(
+    drawn: list[tuple[int, str, int]], cuts: list[int]
+) -> None:
+    """``bullflag scan`` judges time once and passes the clock after each record."""
+    values, keys = stream(drawn)
+    ts = np.array([orjson.loads(v)["ts"] for v in values], dtype=np.int64)
+    judged = pipeline("flat")
+    after = judged.clock.judge(ClockState(), ts, 2**60).after
+    bounds = sorted({0, len(values), *(c for c in cuts if c < len(values))})
+    supplied = pipeline("flat")
+    for lo, hi in itertools.pairwise(bounds):
+        want = judged.process(0, values[lo:hi], keys[lo:hi])
+        got = supplied.process(0, values[lo:hi], keys[lo:hi], clock=after[lo:hi])
+        assert got.windows.symbols == want.windows.symbols
+        np.testing.assert_array_equal(got.windows.bars, want.windows.bars)
+        assert got.expired.symbols == want.expired.symbols
+        np.testing.assert_array_equal(got.expired.key_slots, want.expired.key_slots)
 
 
 def ticks(rows: list[tuple[str, int]]) -> tuple[list[bytes], list[bytes]]:
