@@ -18,6 +18,7 @@ from typing import Any
 
 from bullflag_model.intervals import parse_duration_ms
 from consumer import validators as v
+from consumer.core.expiry import SymbolTtlError, check_ttl
 
 ENV_PREFIX = "BULLFLAG_"
 
@@ -107,6 +108,13 @@ class Settings:
         "Most symbols one worker keeps buffers for; ticks of further symbols are dead-lettered.",
         v.positive_int,
     )
+    symbol_ttl: str = setting(
+        "0s",
+        "Event time without a trade after which a symbol is forgotten: its buffers freed and its bars "
+        "deleted from the state topic (tombstones), so it no longer counts against --max-symbols; "
+        "at least --bar-interval plus --allowed-lateness; 0s: never.",
+        v.duration,
+    )
     max_record_bytes: int = setting(
         65_536, "Input records larger than this are dead-lettered.", v.positive_int
     )
@@ -180,6 +188,10 @@ class Settings:
             object.__setattr__(self, "state_topic", f"{self.group_id}.state")
         if self.gaps == "session" and not self.calendar:
             raise SettingsError("setting --calendar: --gaps session needs a calendar, e.g. --calendar XNYS")
+        try:
+            check_ttl(self.symbol_ttl_ms, self.bar_interval_ms, self.allowed_lateness_ms)
+        except SymbolTtlError as exc:
+            raise SettingsError(f"setting --symbol-ttl {self.symbol_ttl}: {exc}") from None
         if parse_duration_ms(self.heartbeat_interval) >= parse_duration_ms(self.session_timeout):
             raise SettingsError(
                 f"setting --heartbeat-interval {self.heartbeat_interval} must be shorter than "
@@ -219,6 +231,11 @@ class Settings:
             "backend": self.backend,
             "threads": self.onnx_threads,
         }
+
+    @property
+    def symbol_ttl_ms(self) -> int:
+        """``symbol_ttl`` in milliseconds (0: symbols never expire)."""
+        return parse_duration_ms(self.symbol_ttl)
 
     @property
     def max_time_jump_ms(self) -> int:

@@ -225,6 +225,7 @@ def scan_chunk(chunk: Chunk) -> ChunkResult:
         max_time_jump_ms=_NO_LIMIT,
         max_clock_skew_ms=_NO_LIMIT,
         gap_rule=job.gaps,
+        symbol_ttl_ms=settings.symbol_ttl_ms,
     )
     encoded = bar_records(chunk.table) if isinstance(chunk.table, BarTable) else tick_records(chunk.table)
     keys, values, _ = zip(*encoded, strict=True) if len(chunk.table) else ((), (), ())

@@ -45,7 +45,8 @@ Gaps
     open bar emits nothing.
 Max symbols
     At most ``max_symbols`` symbols per partition; ticks of further symbols are rejected with
-    reason ``max_symbols``. Symbols are never forgotten (their last bar seeds gap filling).
+    reason ``max_symbols``. A symbol is kept (its last bar seeds gap filling) until
+    :meth:`BarAggregator.retire` forgets it (``--symbol-ttl``); its id is then reused.
 Bar input
     :meth:`BarAggregator.add_bars` aggregates input bars instead of ticks (the input interval
     must equal or divide ``interval_ms``); an input bar counts as one "tick" with its own OHLC,
@@ -125,6 +126,7 @@ class BarAggregator:
         self._name_array = np.empty(len(self._state), dtype=object)
         self._max_ts = NO_BAR
         self._seen: dict[int, dict[int, object]] = {}
+        self._free_ids: list[int] = []
 
     @property
     def watermark_ms(self) -> int | None:
@@ -133,8 +135,33 @@ class BarAggregator:
 
     @property
     def symbols(self) -> list[str]:
-        """Symbols known to this partition, indexed by symbol id."""
+        """Symbols known to this partition, indexed by symbol id ('' for an id free for reuse)."""
         return list(self._names)
+
+    def latest_starts(self) -> np.ndarray:
+        """int64[symbols]: each symbol's latest bar start (open or closed) by id, ``NO_BAR`` if none."""
+        return self._state.start[: len(self._names)].copy()
+
+    def without_bars(self) -> list[str]:
+        """Known symbols without any bar (all their ticks were late): they hold an id for nothing."""
+        names = self._name_array[np.flatnonzero(self._state.start[: len(self._names)] == NO_BAR)]
+        return [name for name in names.tolist() if name]
+
+    def retire(self, symbols: Sequence[str]) -> AggregateResult:
+        """Forget known ``symbols``, closing their open bars (returned): their next tick starts
+        them afresh, without gap bars, and their ids are reused for new symbols."""
+        sid = self.ids_of(symbols)
+        sid = sid[sid >= 0]
+        state = self._state
+        opened = sid[state.is_open[sid]]
+        closed = self._result([state.rows(opened)], [], 0)
+        state.start[sid], state.is_open[sid] = NO_BAR, False
+        for i in sid.tolist():
+            del self._index[self._names[i]]
+            self._names[i] = ""
+        self._name_array[sid] = ""
+        self._free_ids += sid.tolist()
+        return closed
 
     @property
     def remembered_ids(self) -> int:
@@ -246,12 +273,16 @@ class BarAggregator:
         missing = np.flatnonzero(sid < 0).tolist()
         if missing:
             fresh = list(dict.fromkeys(symbols[i] for i in missing))
-            self._register(fresh[: self.max_symbols - len(self._names)])
+            self._register(fresh[: self.max_symbols - len(self._index)])
             sid[missing] = [self._index.get(symbols[i], -1) for i in missing]
         return sid
 
     def _register(self, names: list[str]) -> None:
-        """Give new symbols the next ids, growing the state arrays by doubling."""
+        """Give new symbols the ids of retired ones, then the next ids (state arrays doubled)."""
+        reused, names = names[: len(self._free_ids)], names[len(self._free_ids) :]
+        for name in reused:
+            sid = self._free_ids.pop()
+            self._names[sid], self._index[name], self._name_array[sid] = name, sid, name
         if not names:
             return
         first = len(self._names)

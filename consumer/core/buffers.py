@@ -1,14 +1,23 @@
-"""Ring buffers of the last ``capacity`` (200) closed bars per symbol, in preallocated numpy.
+"""Ring buffers of the last ``capacity`` (200) closed bars per symbol, stored in pages.
 
-Storage is one slot per symbol: ``bars`` float64[S, C, 5] (open, high, low, close, volume),
-``bar_start`` int64[S, C], and per slot the next write position and the number of bars ever
-appended. Slots grow by doubling up to ``max_symbols``; past it new symbols are refused and
-the caller counts them and dead-letters or ignores their bars with reason ``max_symbols``.
+A slot per symbol holds a ring of ``capacity`` bars cut into pages of ``page_bars`` (25) bars;
+a page is taken from one shared pool only when the ring first writes into it, so a symbol with
+one bar holds one page, a warm one ``capacity / page_bars``. The pool is two numpy arrays,
+``float64[pages, page_bars, 5]`` (open, high, low, close, volume) and ``int64[pages,
+page_bars]`` (bar starts); a page table ``int32[slots, capacity / page_bars]`` maps each slot's
+ring segment to its page, 0 being a shared page that stays empty (NaN / ``EMPTY_START``), so
+reading a window is one gather whatever the slot holds. Slots grow by doubling up to
+``max_symbols``; past it new symbols are refused and the caller counts them and dead-letters or
+ignores their bars with reason ``max_symbols``. A removed symbol's pages go back to the pool
+(which is compacted once most of it is free) and its slot is reused.
 
-Memory per symbol with C = 200: 200 * 5 * 8 (bars) + 200 * 8 (starts) + 8 * 3 (position,
-count, last start) = 9,624 bytes, plus about 150 bytes for the name and its dict entry, so
-about 9.8 KB; 100,000 symbols take about 0.98 GB once allocated (doubling may reserve up to
-twice the symbols in use, never more than ``max_symbols``).
+Memory per symbol, C = 200, pages of 25 bars: a page is 25 * 5 * 8 + 25 * 8 = 1,200 bytes; a
+slot costs 8 * 4 (page table) + 8 * 3 (position, count, last start) = 56 bytes, plus about
+150 bytes for the name and its dict entry. ``python -m benchmarks.bench_symbol_memory``
+measures the whole pipeline (aggregator state included): about 2.0 KB per cold symbol (one
+bar) and 10.6 KB per warm one (200 bars), against 10.0 KB for both with whole 200-bar slots;
+100,000 warm symbols take about 1 GB. The pool grows in place by a sixteenth beyond what it
+needs, so little of it is reserved and not yet used.
 
 Appends are idempotent for replays: a bar not newer than the symbol's latest stored bar is
 skipped (as happens when ticks are re-read after restoring a changelog that was ahead of the
@@ -31,6 +40,10 @@ EMPTY_START: Final = np.iinfo(np.int64).min
 """``bar_start`` of a window row that holds no bar yet (its OHLCV row is NaN)."""
 
 _INITIAL_SLOTS: Final = 1024
+PAGE_BARS: Final = 25
+"""Bars per page: a cold symbol holds one page, a warm one capacity / PAGE_BARS."""
+_EMPTY_PAGE: Final = 0
+"""The shared page every unwritten ring segment maps to; never written."""
 
 
 class BarOrderError(ValueError):
@@ -52,7 +65,7 @@ class AppendResult:
 
 
 class RingBuffers:
-    """The last ``capacity`` closed bars of up to ``max_symbols`` symbols."""
+    """The last ``capacity`` closed bars of up to ``max_symbols`` symbols, in pages."""
 
     def __init__(
         self,
@@ -60,24 +73,34 @@ class RingBuffers:
         max_symbols: int = 100_000,
         *,
         initial_slots: int = _INITIAL_SLOTS,
+        page_bars: int = PAGE_BARS,
     ) -> None:
         for name, value in (
             ("capacity", capacity),
             ("max_symbols", max_symbols),
             ("initial_slots", initial_slots),
+            ("page_bars", page_bars),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.capacity = capacity
         self.max_symbols = max_symbols
+        self.page_bars = min(page_bars, capacity)
+        self._pages_per_slot = -(-capacity // self.page_bars)
+        # Page segment and row of ring positions 0 .. 2C - 1 (position + k before the modulo).
+        self._segment_of, self._row_of = np.divmod(np.arange(2 * capacity) % capacity, self.page_bars)
         self._slot: dict[str, int] = {}
         self._free: list[int] = []
-        self._bars = np.full((0, capacity, len(FIELDS)), np.nan)
-        self._start = np.full((0, capacity), EMPTY_START, dtype=np.int64)
+        self._table = np.zeros((0, self._pages_per_slot), dtype=np.int32)
         self._position = np.zeros(0, dtype=np.int64)
         self._count = np.zeros(0, dtype=np.int64)
         self._latest = np.zeros(0, dtype=np.int64)
         self._used = 0
+        self._pool_bars = np.full((1, self.page_bars, len(FIELDS)), np.nan)
+        self._pool_start = np.full((1, self.page_bars), EMPTY_START, dtype=np.int64)
+        self._free_pages: list[int] = []
+        self._pages_used = 1
+        self._min_pages = min(initial_slots, max_symbols)
         self._grow(min(initial_slots, max_symbols))
 
     def __len__(self) -> int:
@@ -85,6 +108,17 @@ class RingBuffers:
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._slot
+
+    @property
+    def pages(self) -> int:
+        """Pages holding bars, all symbols together (each ``page_bars`` bars)."""
+        return self._pages_used - 1 - len(self._free_pages)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the buffers hold: the page pool and the per-slot arrays."""
+        arrays = (self._pool_bars, self._pool_start, self._table, self._position, self._count, self._latest)
+        return sum(array.nbytes for array in arrays)
 
     def slots(self, symbols: Sequence[str]) -> np.ndarray:
         """int64[n] slot of each symbol, -1 for symbols without a buffer."""
@@ -140,22 +174,20 @@ class RingBuffers:
                 f"slots must lie in [0, {self._used}) (use slots() to look symbols up), "
                 f"got range [{slots.min()}, {slots.max()}]"
             )
-        capacity = self.capacity
-        flat = slots[:, None] * capacity + (self._position[slots, None] + np.arange(capacity)) % capacity
+        flat = self._cells(slots[:, None], self._position[slots, None] + np.arange(self.capacity))
         # np.take gathers whole rows several times faster than the equivalent fancy index.
-        bars = np.take(self._bars.reshape(-1, len(FIELDS)), flat, axis=0)
-        return bars, np.take(self._start.reshape(-1), flat)
+        bars = np.take(self._pool_bars.reshape(-1, len(FIELDS)), flat, axis=0)
+        return bars, np.take(self._pool_start.reshape(-1), flat)
 
     def remove(self, symbols: Sequence[str]) -> int:
-        """Free the buffers of ``symbols`` (e.g. on partition revocation); returns how many."""
-        removed = 0
-        for symbol in symbols:
-            slot = self._slot.pop(symbol, None)
-            if slot is not None:
-                self._clear(slot)
-                self._free.append(slot)
-                removed += 1
-        return removed
+        """Free the buffers of ``symbols`` (a revoked partition, expired symbols); returns how many."""
+        freed = [slot for slot in map(self._slot.pop, symbols, repeat(None)) if slot is not None]
+        if freed:
+            self._clear(np.array(freed, dtype=np.int64))
+            self._free += freed
+            if len(self._free_pages) > max(self.pages, self._min_pages):
+                self._compact()
+        return len(freed)
 
     def restore_bars(
         self, symbol: str, bar_start: np.ndarray, ohlcv: np.ndarray, count: int | None = None
@@ -171,12 +203,17 @@ class RingBuffers:
         if slot < 0:
             return slot
         self._clear(slot)
-        self._start[slot, :keep] = bar_start[len(bar_start) - keep :]
-        self._bars[slot, :keep] = ohlcv[len(ohlcv) - keep :]
-        self._position[slot] = keep % self.capacity
+        starts = np.asarray(bar_start, dtype=np.int64)[len(bar_start) - keep :]
+        self._write(np.full(keep, slot), starts, np.asarray(ohlcv, dtype=np.float64)[len(ohlcv) - keep :])
         self._count[slot] = len(bar_start) if count is None else max(count, len(bar_start))
-        self._latest[slot] = bar_start[-1] if len(bar_start) else EMPTY_START
         return slot
+
+    def _cells(self, slots: np.ndarray, ring: np.ndarray) -> np.ndarray:
+        """int64 pool cell (page * page_bars + row) of ring positions ``ring`` in [0, 2C) of
+        ``slots`` (broadcast together)."""
+        segment = np.take(self._segment_of, ring)
+        page = np.take(self._table.reshape(-1), slots * self._pages_per_slot + segment)
+        return page.astype(np.int64) * self.page_bars + np.take(self._row_of, ring)
 
     def _assign(self, symbols: Sequence[str]) -> tuple[np.ndarray, list[str]]:
         """Slots for ``symbols``, allocating new ones; -1 and the refused names past the limit."""
@@ -192,7 +229,7 @@ class RingBuffers:
                 refused.append(symbol)
             else:
                 self._slot[symbol] = slot
-        self._clear(slice(first_new, self._used))
+        self._clear(np.arange(first_new, self._used))
         slots[missing] = [self._slot.get(symbols[i], -1) for i in missing]
         return slots, refused
 
@@ -209,21 +246,53 @@ class RingBuffers:
         return self._used - 1
 
     def _grow(self, slots: int) -> None:
-        """Enlarge storage to ``slots`` slots. New slots are left uninitialised, so their memory
-        is only touched (and resident) once a symbol is allocated there and cleared."""
-        self._bars = _extend(self._bars, slots)
-        self._start = _extend(self._start, slots)
+        """Enlarge the per-slot arrays to ``slots`` slots (new ones without pages)."""
+        old = len(self._table)
+        self._table = _extend(self._table, slots)
+        self._table[old:] = _EMPTY_PAGE
         self._position = _extend(self._position, slots)
         self._count = _extend(self._count, slots)
         self._latest = _extend(self._latest, slots)
 
-    def _clear(self, slot: int | slice) -> None:
-        """Reset one slot (or a range of slots) to hold no bars."""
-        self._bars[slot] = np.nan
-        self._start[slot] = EMPTY_START
+    def _clear(self, slot: int | np.ndarray) -> None:
+        """Reset one slot (or an array of slots) to hold no bars, its pages back to the pool."""
+        pages = self._table[slot]
+        self._free_pages += pages[pages != _EMPTY_PAGE].tolist()
+        self._table[slot] = _EMPTY_PAGE
         self._position[slot] = 0
         self._count[slot] = 0
         self._latest[slot] = EMPTY_START
+
+    def _take_pages(self, n: int) -> np.ndarray:
+        """int32[n] cleared pages: freed ones first, then new ones (the pool grown as needed)."""
+        split = len(self._free_pages) - min(n, len(self._free_pages))
+        reused = self._free_pages[split:]
+        del self._free_pages[split:]
+        fresh = n - len(reused)
+        if self._pages_used + fresh > len(self._pool_start):
+            size = max(self._pages_used + fresh, self._min_pages)
+            size += size // 16
+            # In place (realloc, which moves large blocks by remapping, not copying), so the
+            # pool can grow in small steps and reserve little; no view of it outlives a call.
+            self._pool_bars.resize((size, self.page_bars, len(FIELDS)), refcheck=False)
+            self._pool_start.resize((size, self.page_bars), refcheck=False)
+        pages = np.r_[np.array(reused, dtype=np.int32), np.arange(self._pages_used, self._pages_used + fresh)]
+        self._pages_used += fresh
+        self._pool_bars[pages] = np.nan
+        self._pool_start[pages] = EMPTY_START
+        return pages.astype(np.int32)
+
+    def _compact(self) -> None:
+        """Move the pages in use to the front of a pool just large enough, so that memory freed
+        by removed symbols is given back."""
+        live = np.flatnonzero(self._table[: self._used].reshape(-1) != _EMPTY_PAGE)
+        old = self._table[: self._used].reshape(-1)[live].astype(np.int64)
+        order = np.concatenate([[_EMPTY_PAGE], old])
+        self._pool_bars = _extend(self._pool_bars[order], max(len(order), self._min_pages))
+        self._pool_start = _extend(self._pool_start[order], max(len(order), self._min_pages))
+        self._table[: self._used].reshape(-1)[live] = np.arange(1, len(order), dtype=np.int32)
+        self._pages_used = len(order)
+        self._free_pages = []
 
     def _fresh(self, slots: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """bool[k] for bars sorted by slot (batch order within a slot): newer than stored.
@@ -237,7 +306,8 @@ class RingBuffers:
         return starts > self._latest[slots]
 
     def _write(self, slots: np.ndarray, starts: np.ndarray, ohlcv: np.ndarray) -> None:
-        """Store bars sorted by slot (increasing start per slot), the newest ``capacity`` each."""
+        """Store bars sorted by slot (increasing start per slot), the newest ``capacity`` each,
+        taking a page for every ring segment written for the first time."""
         if not len(slots):
             return
         first = np.ones(len(slots), dtype=bool)
@@ -246,9 +316,16 @@ class RingBuffers:
         sizes = np.diff(group, append=len(slots))
         rank = np.arange(len(slots)) - np.repeat(group, sizes)
         keep = rank >= np.repeat(sizes, sizes) - self.capacity
-        columns = (self._position[slots[keep]] + rank[keep]) % self.capacity
-        self._bars[slots[keep], columns] = ohlcv[keep]
-        self._start[slots[keep], columns] = starts[keep]
+        kept = slots[keep]
+        ring = (self._position[kept] + rank[keep]) % self.capacity
+        table = self._table.reshape(-1)
+        entry = kept * self._pages_per_slot + np.take(self._segment_of, ring)
+        missing = np.unique(entry[table[entry] == _EMPTY_PAGE])
+        if len(missing):
+            table[missing] = self._take_pages(len(missing))
+        cells = self._cells(kept, ring)
+        self._pool_bars.reshape(-1, len(FIELDS))[cells] = ohlcv[keep]
+        self._pool_start.reshape(-1)[cells] = starts[keep]
         heads = slots[group]
         self._position[heads] = (self._position[heads] + sizes) % self.capacity
         self._count[heads] += sizes

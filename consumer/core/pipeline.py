@@ -17,9 +17,11 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
+from consumer.core import expiring
 from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator, ClosedBars
 from consumer.core.buffers import RingBuffers
 from consumer.core.clock import DEFAULT_WINDOW, NO_CLOCK, ClockState, ClockVerdict, EventClock, state_of
+from consumer.core.expiry import Expired, check_ttl
 from consumer.core.gaps import GapRule
 from consumer.core.idle import closes_any
 from consumer.core.record_rules import Reject, RejectReason
@@ -50,7 +52,8 @@ class PartitionOutcome:
     oldest bar still open (its ticks must be read again after a restart), or the batch end;
     ``mark`` is the partition's event-time clock just before ``commit`` (None when the caller
     supplied the clock).
-    ``replayed`` counts dead letters not sent again because a run before a restart sent them.
+    ``replayed`` counts dead letters not sent again because a run before a restart sent them;
+    ``expired`` the symbols it expired (``--symbol-ttl``) and their state records to delete.
     """
 
     rejects: list[Reject]
@@ -65,6 +68,7 @@ class PartitionOutcome:
     mark: ClockState | None
     replayed: int = 0
     newest_bar_end_ms: int | None = field(default=None)
+    expired: Expired = field(default_factory=Expired)
 
 
 @dataclass
@@ -114,7 +118,9 @@ class BarPipeline:
         clock_window: int = DEFAULT_WINDOW,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         gap_rule: GapRule | None = None,
+        symbol_ttl_ms: int = 0,
     ) -> None:
+        self.symbol_ttl_ms = check_ttl(symbol_ttl_ms, interval_ms, allowed_lateness_ms)
         self.clock = EventClock(clock_window, max_time_jump_ms)
         self.clocks: dict[int, ClockState] = {}
         self.max_time_jump_ms = max_time_jump_ms
@@ -221,6 +227,9 @@ class BarPipeline:
             after = verdict.after[kept]
         else:
             decoded, kept, after = raw, np.arange(len(raw), dtype=np.int64), np.asarray(clock)[raw.index]
+        retired = expiring.before(self, partition, decoded, after, verdict) if self.symbol_ttl_ms else None
+        if retired is not None and retired.cuts:
+            return expiring.in_pieces(self, partition, (values, keys, offsets, clock), retired.cuts)
         if isinstance(decoded, DecodedTicks):
             result = aggregator.add(decoded, after)
         else:
@@ -236,6 +245,8 @@ class BarPipeline:
             outcome = dataclasses.replace(
                 outcome, refused_symbols=sorted({*outcome.refused_symbols, *refused_here})
             )
+        if retired is not None:
+            outcome = expiring.finish(self, partition, outcome, retired, verdict, after)
         return outcome
 
     def close_expired(self, partition: int, event_time_ms: int) -> Windows:

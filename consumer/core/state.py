@@ -154,9 +154,13 @@ def bar_records(
     slot = (bar_start // interval_ms if sequence is None else np.asarray(sequence, np.int64)) % slots
     raw = packed.tobytes()
     size = BAR_DTYPE.itemsize
+    return [(key, raw[i * size : (i + 1) * size]) for i, key in enumerate(bar_keys(symbols, slot))]
+
+
+def bar_keys(symbols: Sequence[str], slots: np.ndarray) -> list[bytes]:
+    """Keys ``b|<symbol>|<slot:03d>`` of bar records (a tombstone deletes one: a key, no value)."""
     return [
-        (b"%s%s|%03d" % (BAR_KEY_PREFIX, symbol.encode(), s), raw[i * size : (i + 1) * size])
-        for i, (symbol, s) in enumerate(zip(symbols, slot.tolist(), strict=True))
+        b"%s%s|%03d" % (BAR_KEY_PREFIX, s.encode(), k) for s, k in zip(symbols, slots.tolist(), strict=True)
     ]
 
 

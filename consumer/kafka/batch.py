@@ -13,7 +13,7 @@ import dataclasses
 from aiokafka import TopicPartition
 
 from consumer.core.pipeline import BarPipeline, PartitionOutcome
-from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_records
+from consumer.core.state import CHECKPOINT_KEY, CheckpointBook, bar_keys, bar_records
 from consumer.core.windows import Windows
 from consumer.kafka.fencing import Fence
 from consumer.kafka.publisher import Outgoing
@@ -44,11 +44,17 @@ def state_records(
     fence: Fence,
     state_topic: str,
 ) -> list[Outgoing]:
-    """Closed bars, then a checkpoint, per partition, for the state topic's same partition."""
+    """Per partition, for the state topic's same partition: tombstones for the bars of expired
+    symbols, then the closed bars (a symbol that came back writes its new bars after them), then
+    a checkpoint."""
     out = []
     for tp, outcome in ingested.outcomes.items():
         stored = outcome.stored
         headers = fence.headers(tp.partition)
+        out += [
+            Outgoing(state_topic, key, None, headers, tp.partition)
+            for key in bar_keys(outcome.expired.key_symbols, outcome.expired.key_slots)
+        ]
         out += [
             Outgoing(state_topic, key, value, headers, tp.partition)
             for key, value in bar_records(

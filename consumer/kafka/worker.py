@@ -89,6 +89,7 @@ class Worker:
             max_clock_skew_ms=settings.max_clock_skew_ms,
             clock_window=settings.clock_window,
             gap_rule=gap_rule(settings, "bars" if settings.input == "bars" else "ticks"),
+            symbol_ttl_ms=settings.symbol_ttl_ms,
         )
         self.scorer = Scorer(
             self.infer, settings.bar_interval, "signals-only" if settings.publish == "signals-only" else "all"
@@ -319,6 +320,7 @@ class Worker:
                 trades=outcome.trade_bars, gap=outcome.gap_bars, newest_end_ms=outcome.newest_bar_end_ms
             )
             self.metrics.record_refused_symbols(len(outcome.refused_symbols))
+            self.metrics.record_expired_symbols(len(outcome.expired.symbols))
             windows.append(outcome.windows)
         to_score = Windows.concat(windows, self.pipeline.seq_len)
         return Ingested(started, time.perf_counter(), outcomes, ends, dead_letters_out, to_score)

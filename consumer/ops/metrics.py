@@ -162,6 +162,11 @@ class WorkerMetrics:
             "Closes of a quiet partition's bars by the wall clock (--idle-close-after), replays included.",
             registry=reg,
         )
+        self._expired = Counter(
+            "bullflag_symbols_expired_total",
+            "Symbols forgotten after --symbol-ttl of event time without a trade (buffers and state freed).",
+            registry=reg,
+        )
         self._commits = Counter("bullflag_commits_total", "Successful offset commits.", registry=reg)
         self._commit_failures = Counter(
             "bullflag_commit_failures_total", "Offset commits that failed.", registry=reg
@@ -324,6 +329,11 @@ class WorkerMetrics:
     def record_idle_closes(self, n: int) -> None:
         """Count ``n`` partitions whose bars an idle close closed."""
         self._idle_closes.inc(n)
+
+    def record_expired_symbols(self, n: int) -> None:
+        """Count ``n`` symbols expired by ``--symbol-ttl``."""
+        if n:
+            self._expired.inc(n)
 
     def record_commit(self, success: bool) -> None:
         """Count one offset commit, successful or failed."""

@@ -3,7 +3,8 @@
 The crash test drives the pure pipeline as the worker does (outputs acknowledged, then the
 batch's bars and checkpoint, then the commit) and cuts it anywhere, even halfway through a
 state write; a new pipeline restored from the state log and fed again from the committed
-offset must complete the outputs of an uninterrupted run, with identical content.
+offset must complete the outputs of an uninterrupted run, with identical content; with a
+symbol TTL too, whose tombstones go into the state log.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from consumer.core.state import (
     CheckpointBook,
     StateError,
     StateReplay,
+    bar_keys,
     bar_records,
 )
 from tests.strategies import examples
 
 SEQ_LEN = 5
 INTERVAL = 1_000
+TTL = 4_000
+"""A symbol TTL the quiet symbols of :func:`stream` often exceed."""
 
 
 def stream(seed: int, n: int) -> tuple[list[bytes], list[bytes]]:
@@ -71,14 +75,21 @@ RULES = {
 """The gap policies; the sessions open for 3 s of every 5 s."""
 
 
-def new_pipeline(policy: str = "flat") -> BarPipeline:
-    return BarPipeline(INTERVAL, 500, seq_len=SEQ_LEN, gap_rule=RULES[policy])
+def new_pipeline(policy: str = "flat", ttl: int = 0) -> BarPipeline:
+    return BarPipeline(INTERVAL, 500, seq_len=SEQ_LEN, gap_rule=RULES[policy], symbol_ttl_ms=ttl)
 
 
-def state_records(pipeline: BarPipeline, outcome: PartitionOutcome) -> list[tuple[bytes, bytes]]:
-    stored = outcome.stored
+Log = list[tuple[bytes, bytes | None]]
+
+
+def state_records(pipeline: BarPipeline, outcome: PartitionOutcome) -> Log:
+    """Tombstones of the expired symbols' bars, then the stored bars (as consumer/kafka/batch.py)."""
+    stored, expired = outcome.stored, outcome.expired
     sequence = stored.sequence if pipeline.by_sequence else None
-    return bar_records(stored.symbols, stored.bar_start, stored.ohlcv, INTERVAL, SEQ_LEN, sequence)
+    tombstones: Log = [(key, None) for key in bar_keys(expired.key_symbols, expired.key_slots)]
+    return tombstones + bar_records(
+        stored.symbols, stored.bar_start, stored.ohlcv, INTERVAL, SEQ_LEN, sequence
+    )
 
 
 def dead_letters(outcome: PartitionOutcome, offsets: np.ndarray) -> DeadLetters:
@@ -92,15 +103,16 @@ def run_until_crash(
     crash_batch: int,
     state_written: float,
     policy: str = "flat",
-) -> tuple[Outputs, DeadLetters, list[tuple[bytes, bytes]], int | None]:
+    ttl: int = 0,
+) -> tuple[Outputs, DeadLetters, Log, int | None]:
     """Process batches like the worker until batch ``crash_batch``, which dies mid-way.
 
     Returns the acknowledged outputs and dead letters, the state log and the committed offset.
     """
-    pipeline, book = new_pipeline(policy), CheckpointBook()
+    pipeline, book = new_pipeline(policy, ttl), CheckpointBook()
     published: Outputs = {}
     dead: DeadLetters = set()
-    log: list[tuple[bytes, bytes]] = []
+    log: Log = []
     committed: int | None = None
     bounds = [0, *cuts, len(values)]
     for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
@@ -123,12 +135,13 @@ def run_until_crash(
 def restart(
     values: list[bytes],
     keys: list[bytes],
-    log: list[tuple[bytes, bytes]],
+    log: Log,
     committed: int | None,
     cuts: list[int],
     policy: str = "flat",
+    ttl: int = 0,
 ) -> tuple[Outputs, DeadLetters]:
-    pipeline = new_pipeline(policy)
+    pipeline = new_pipeline(policy, ttl)
     replay = StateReplay(INTERVAL, SEQ_LEN, pipeline.by_sequence)
     replay.apply([k for k, _ in log], [v for _, v in log])
     pipeline.restore_partition(0, replay.result(), committed)
@@ -151,16 +164,23 @@ def restart(
     state_written=st.sampled_from([0.0, 0.5, 1.0]),
     restart_cuts=st.lists(st.integers(1, 399), max_size=6, unique=True).map(sorted),
     policy=st.sampled_from(sorted(RULES)),
+    ttl=st.sampled_from([0, TTL]),
 )
 def test_restart_after_a_crash_anywhere_is_exact(
-    seed: int, cuts: list[int], crash: int, state_written: float, restart_cuts: list[int], policy: str
+    seed: int,
+    cuts: list[int],
+    crash: int,
+    state_written: float,
+    restart_cuts: list[int],
+    policy: str,
+    ttl: int,
 ) -> None:
     values, keys = stream(seed, 400)
-    clean, clean_dead, _, _ = run_until_crash(values, keys, cuts, -1, 1.0, policy)
+    clean, clean_dead, _, _ = run_until_crash(values, keys, cuts, -1, 1.0, policy, ttl)
     before, dead_before, log, committed = run_until_crash(
-        values, keys, cuts, min(crash, len(cuts)), state_written, policy
+        values, keys, cuts, min(crash, len(cuts)), state_written, policy, ttl
     )
-    after, dead_after = restart(values, keys, log, committed, restart_cuts, policy)
+    after, dead_after = restart(values, keys, log, committed, restart_cuts, policy, ttl)
     assert len(clean) > 10
     assert dead_before | dead_after == clean_dead
     if state_written == 1.0:

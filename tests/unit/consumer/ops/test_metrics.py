@@ -24,6 +24,7 @@ COUNTERS = {
     "bullflag_outputs_published_total": (),
     "bullflag_symbols_refused_total": (),
     "bullflag_idle_closes_total": (),
+    "bullflag_symbols_expired_total": (),
     "bullflag_commits_total": (),
     "bullflag_commit_failures_total": (),
     "bullflag_broker_errors_total": ("operation",),
@@ -78,6 +79,7 @@ def exercised() -> WorkerMetrics:
     m.observe_batch(0.3)
     m.record_idle_closes(2)
     m.record_refused_symbols(4)
+    m.record_expired_symbols(2)
     m.record_commit(True)
     m.record_commit(False)
     m.record_broker_error("produce")
