@@ -92,7 +92,18 @@ class GeneratorParams:
     ranges; hard negatives' shapes are fixed in their planners. ``open_gap_probability`` bars
     (session opens, news) move ``open_gap_carry_range`` of their close-to-close move in the gap
     at the open; ``bare_wick_probability`` is each bar's chance of no upper (and, drawn apart, no
-    lower) wick; both are 0 in the training distribution so far. ``volatility_scale``,
+    lower) wick. ``pole_gap_probability`` poles carry ``pole_gap_share_range`` of their gain in
+    the opening gaps of ``pole_gap_bars_range`` of their bars (never the first);
+    ``volume_persistence_range`` makes log-volume noise AR(1) with that coefficient (0: independent);
+    ``volume_season_probability`` windows get a log-volume cycle of ``volume_season_bars`` bars and
+    amplitude ``volume_season_range``; ``quiet_volume_probability`` windows scale their phases'
+    volume multipliers by ``quiet_volume_scale_range``; ``tick_sigma_range`` rounds prices to a tick
+    of that many base sigmas of the first price (0: no ticks); ``volume_scale_range`` scales each
+    window's log-volume swings around its level (calm index volume, loud single stocks);
+    ``market_trait_spread`` s draws each window's open-gap and bare-wick probabilities from
+    (1 - s, 1 + s) times theirs, so windows range from markets without gaps to markets full of
+    them. All of these are off in the training
+    distribution so far (``real_market`` turns them on). ``volatility_scale``,
     ``flag_length_scale`` and ``volume_informative`` shift the distribution for robustness
     reports; 1.0/1.0/True is the training distribution.
     """
@@ -142,6 +153,18 @@ class GeneratorParams:
     open_gap_probability: float = 0.0
     open_gap_carry_range: tuple[float, float] = (0.5, 0.9)
     bare_wick_probability: float = 0.0
+    pole_gap_probability: float = 0.0
+    pole_gap_share_range: tuple[float, float] = (0.3, 0.8)
+    pole_gap_bars_range: tuple[int, int] = (1, 3)
+    volume_persistence_range: tuple[float, float] = (0.0, 0.0)
+    volume_season_probability: float = 0.0
+    volume_season_bars: int = 24
+    volume_season_range: tuple[float, float] = (0.2, 0.6)
+    quiet_volume_probability: float = 0.0
+    quiet_volume_scale_range: tuple[float, float] = (0.0, 0.3)
+    tick_sigma_range: tuple[float, float] = (0.0, 0.0)
+    volume_scale_range: tuple[float, float] = (1.0, 1.0)
+    market_trait_spread: float = 0.0
     freshness_bars: int = 20
     min_flag_bars: int = 5
     min_pole_z: float = 3.5
@@ -176,10 +199,24 @@ class GeneratorParams:
             raise ValueError("bull_stage_weights needs 6 weights with a positive sum")
         if self.volatility_scale <= 0 or self.flag_length_scale <= 0:
             raise ValueError("volatility_scale and flag_length_scale must be positive")
-        if not all(0.0 <= q <= 1.0 for q in (self.open_gap_probability, self.bare_wick_probability)):
-            raise ValueError("open_gap_probability and bare_wick_probability must lie in [0, 1]")
-        if self.open_gap_carry_range[1] > 1.0:
-            raise ValueError("open_gap_carry_range must lie in [0, 1]")
+        shares = (
+            self.open_gap_probability,
+            self.bare_wick_probability,
+            self.pole_gap_probability,
+            self.volume_season_probability,
+            self.quiet_volume_probability,
+        )
+        if not all(0.0 <= q <= 1.0 for q in shares):
+            raise ValueError("probabilities of the market-trait knobs must lie in [0, 1]")
+        if max(self.open_gap_carry_range[1], self.pole_gap_share_range[1]) > 1.0:
+            raise ValueError("open_gap_carry_range and pole_gap_share_range must lie in [0, 1]")
+        low, high = self.volume_persistence_range
+        if high >= 1.0 or (high > 0 and low <= 0):
+            raise ValueError("volume_persistence_range must be (0, 0) or lie in (0, 1)")
+        if not 0.0 <= self.market_trait_spread <= 1.0:
+            raise ValueError("market_trait_spread must lie in [0, 1]")
+        if self.pole_gap_bars_range[0] < 1 or self.volume_season_bars < 2:
+            raise ValueError("pole_gap_bars_range must start at 1 or more, volume_season_bars at 2")
         if self.max_shock <= 0 or self.min_flag_bars < 2 or self.freshness_bars < 0:
             raise ValueError("max_shock must be > 0, min_flag_bars >= 2, freshness_bars >= 0")
 
