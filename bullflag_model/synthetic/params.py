@@ -102,7 +102,7 @@ class GeneratorParams:
     window's log-volume swings around its level (calm index volume, loud single stocks);
     ``market_trait_spread`` s draws each window's open-gap and bare-wick probabilities from
     (1 - s, 1 + s) times theirs, so windows range from markets without gaps to markets full of
-    them. All of these are off in the training
+    them; ``wick_scale_range`` scales each window's wicks. All of these are off in the training
     distribution so far (``real_market`` turns them on). ``volatility_scale``,
     ``flag_length_scale`` and ``volume_informative`` shift the distribution for robustness
     reports; 1.0/1.0/True is the training distribution.
@@ -165,6 +165,7 @@ class GeneratorParams:
     tick_sigma_range: tuple[float, float] = (0.0, 0.0)
     volume_scale_range: tuple[float, float] = (1.0, 1.0)
     market_trait_spread: float = 0.0
+    wick_scale_range: tuple[float, float] = (1.0, 1.0)
     freshness_bars: int = 20
     min_flag_bars: int = 5
     min_pole_z: float = 3.5

@@ -118,7 +118,7 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     prices[..., HIGH] = prices.max(axis=-1)
     prices[..., LOW] = prices[..., [OPEN, CLOSE, LOW]].min(axis=-1)
     volume = _volume(rng, plan.volume, np.abs(shocks), p)
-    if p.open_gap_probability > 0 or p.bare_wick_probability > 0:
+    if p.open_gap_probability > 0 or p.bare_wick_probability > 0 or p.wick_scale_range != (1.0, 1.0):
         prices = market_bar_traits(rng, prices, prev_close, p)
     if p.tick_sigma_range[1] > 0:
         prices = round_to_ticks(prices, np.exp(log_start[:, 0]) * sigma * uniform(rng, p.tick_sigma_range, m))
@@ -132,9 +132,9 @@ def market_bar_traits(
 
     A gap bar opens at ``prev + carry * (close - prev)`` (log prices, ``prev_close [m, L]``), so
     the gap carries that share of the bar's move and the body the rest; its wicks keep their
-    lengths. A bare-wick bar's high (low) is its body's; with ``market_trait_spread`` each window
-    draws its own probabilities around the knobs'. Draws come after all others in
-    ``render``, so closes and volume do not change with these knobs.
+    lengths. ``wick_scale_range`` scales a window's wicks; a bare-wick bar's high (low) is its
+    body's; with ``market_trait_spread`` each window draws its own probabilities around the
+    knobs'. Draws come after all others in ``render``, so closes and volume do not change.
     """
     logs = np.log(prices)
     o, h, low, c = (logs[..., i] for i in (OPEN, HIGH, LOW, CLOSE))
@@ -151,6 +151,9 @@ def market_bar_traits(
         gap = rng.random((m, total)) < gap_p
         carry = uniform(rng, p.open_gap_carry_range, m)[:, None]
         o = np.where(gap, prev_close + carry * (c - prev_close), o)
+    if p.wick_scale_range != (1.0, 1.0):
+        scale = uniform(rng, p.wick_scale_range, m)[:, None]
+        top_wick, bottom_wick = scale * top_wick, scale * bottom_wick
     if p.bare_wick_probability > 0:
         top_wick = np.where(rng.random((m, total)) < bare_p, 0.0, top_wick)
         bottom_wick = np.where(rng.random((m, total)) < bare_p, 0.0, bottom_wick)

@@ -150,3 +150,11 @@ def test_ticks_round_every_price_and_keep_bars_valid() -> None:
 def test_out_of_range_knobs_are_refused(knobs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must"):
         GeneratorParams(**knobs)  # type: ignore[arg-type]
+
+
+def test_wick_scale_scales_wicks_and_keeps_closes() -> None:
+    plain, scaled = _render(10), _render(10, wick_scale_range=(0.5, 0.5))
+    np.testing.assert_array_equal(scaled[..., CLOSE], plain[..., CLOSE])
+    top = np.log(plain[..., HIGH] / np.maximum(plain[..., OPEN], plain[..., CLOSE]))
+    top_scaled = np.log(scaled[..., HIGH] / np.maximum(scaled[..., OPEN], scaled[..., CLOSE]))
+    np.testing.assert_allclose(top_scaled, 0.5 * top, atol=1e-12)
