@@ -221,6 +221,17 @@ class GeneratorParams:
         if self.max_shock <= 0 or self.min_flag_bars < 2 or self.freshness_bars < 0:
             raise ValueError("max_shock must be > 0, min_flag_bars >= 2, freshness_bars >= 0")
 
+    @classmethod
+    def real_market(cls) -> GeneratorParams:
+        """Defaults plus the market-trait knobs, calibrated on the EURUSD, S&P 500 and NASDAQ series.
+
+        Values come from those series' ``realdata.market_stats`` traits and the fixed
+        real-vs-generated classifier (``benchmarks/real_generator.py``; GOOG, held out, was not
+        looked at). Weaker poles come with a lower ``min_pole_z`` at the default's ratio of
+        threshold to weakest planted pole (3.5 / 4.5) or below, so the labeller follows them.
+        """
+        return cls(**_REAL_MARKET)
+
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (tuples become lists) for checkpoints and evaluation reports."""
         return _plain(dataclasses.asdict(self))
@@ -229,6 +240,27 @@ class GeneratorParams:
     def from_dict(cls, data: dict[str, Any]) -> GeneratorParams:
         """Inverse of ``as_dict``."""
         return cls(**{k: _unplain(k, v) for k, v in data.items()})
+
+
+_REAL_MARKET: dict[str, Any] = {
+    "pole_strength_range": (2.5, 6.0),
+    "min_pole_z": 1.9,
+    "t_dof_range": (4.0, 30.0),
+    "vol_of_vol_range": (0.1, 0.35),
+    "open_gap_probability": 0.25,
+    "open_gap_carry_range": (0.5, 0.9),
+    "bare_wick_probability": 0.1,
+    "market_trait_spread": 1.0,
+    "wick_scale_range": (0.6, 1.1),
+    "pole_gap_probability": 0.4,
+    "volume_persistence_range": (0.5, 0.9),
+    "volume_season_probability": 0.25,
+    "volume_season_range": (0.3, 1.1),
+    "quiet_volume_probability": 0.5,
+    "volume_scale_range": (0.15, 1.3),
+    "tick_sigma_range": (0.0, 0.005),
+}
+"""``real_market``'s departures from the defaults."""
 
 
 def _plain(value: Any) -> Any:

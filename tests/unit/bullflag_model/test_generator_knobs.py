@@ -158,3 +158,19 @@ def test_wick_scale_scales_wicks_and_keeps_closes() -> None:
     top = np.log(plain[..., HIGH] / np.maximum(plain[..., OPEN], plain[..., CLOSE]))
     top_scaled = np.log(scaled[..., HIGH] / np.maximum(scaled[..., OPEN], scaled[..., CLOSE]))
     np.testing.assert_allclose(top_scaled, 0.5 * top, atol=1e-12)
+
+
+def test_real_market_preset_validates_and_labels_consistently() -> None:
+    preset = GeneratorParams.real_market()
+    assert GeneratorParams.from_dict(preset.as_dict()) == preset
+    ratio = DEFAULT_PARAMS.min_pole_z / DEFAULT_PARAMS.pole_strength_range[0]
+    assert preset.min_pole_z <= ratio * preset.pole_strength_range[0] + 1e-9
+    batch = generate_windows(400, 12, preset)
+    again = generate_windows(400, 12, preset)
+    np.testing.assert_array_equal(batch.bars, again.bars)
+    bars = batch.bars
+    assert np.isfinite(bars).all() and (bars[..., :4] > 0).all()
+    assert (bars[..., HIGH] >= np.maximum(bars[..., OPEN], bars[..., CLOSE])).all()
+    assert (bars[..., LOW] <= np.minimum(bars[..., OPEN], bars[..., CLOSE])).all()
+    assert (np.diff(batch.labels, axis=1) <= 0).all()
+    assert batch.labels[batch.kind == BULL, 0].mean() > 0.4
