@@ -100,12 +100,14 @@ class GeneratorParams:
     volume multipliers by ``quiet_volume_scale_range``; ``tick_sigma_range`` rounds prices to a tick
     of that many base sigmas of the first price (0: no ticks); ``volume_scale_range`` scales each
     window's log-volume swings around its level (calm index volume, loud single stocks);
-    ``market_trait_spread`` s draws each window's open-gap and bare-wick probabilities from
-    (1 - s, 1 + s) times theirs, so windows range from markets without gaps to markets full of
-    them; ``wick_scale_range`` scales each window's wicks. All of these are off in the training
-    distribution so far (``real_market`` turns them on). ``volatility_scale``,
-    ``flag_length_scale`` and ``volume_informative`` shift the distribution for robustness
-    reports; 1.0/1.0/True is the training distribution.
+    ``market_trait_spread`` s draws each window's open-gap and bare-wick probabilities as theirs
+    times ``1 - s + 3 s u**2`` (u uniform): the mean stays, most windows fall below it and a few
+    reach ``1 + 2 s`` times it, so windows range from markets almost without gaps (FX, an index)
+    to markets full of them (a single stock); ``wick_scale_range`` scales each window's wicks and
+    ``wick_noise_sd`` each wick by a mean-one log-normal factor (real wicks have longer tails).
+    All of these are off in the training distribution so far (``real_market`` turns them on).
+    ``volatility_scale``, ``flag_length_scale`` and ``volume_informative`` shift the distribution
+    for robustness reports; 1.0/1.0/True is the training distribution.
     """
 
     positive_fraction: float = 0.5
@@ -166,6 +168,7 @@ class GeneratorParams:
     volume_scale_range: tuple[float, float] = (1.0, 1.0)
     market_trait_spread: float = 0.0
     wick_scale_range: tuple[float, float] = (1.0, 1.0)
+    wick_noise_sd: float = 0.0
     freshness_bars: int = 20
     min_flag_bars: int = 5
     min_pole_z: float = 3.5
@@ -214,8 +217,8 @@ class GeneratorParams:
         low, high = self.volume_persistence_range
         if high >= 1.0 or (high > 0 and low <= 0):
             raise ValueError("volume_persistence_range must be (0, 0) or lie in (0, 1)")
-        if not 0.0 <= self.market_trait_spread <= 1.0:
-            raise ValueError("market_trait_spread must lie in [0, 1]")
+        if not 0.0 <= self.market_trait_spread <= 1.0 or self.wick_noise_sd < 0:
+            raise ValueError("market_trait_spread must lie in [0, 1] and wick_noise_sd be >= 0")
         if self.pole_gap_bars_range[0] < 1 or self.volume_season_bars < 2:
             raise ValueError("pole_gap_bars_range must start at 1 or more, volume_season_bars at 2")
         if self.max_shock <= 0 or self.min_flag_bars < 2 or self.freshness_bars < 0:

@@ -118,7 +118,8 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     prices[..., HIGH] = prices.max(axis=-1)
     prices[..., LOW] = prices[..., [OPEN, CLOSE, LOW]].min(axis=-1)
     volume = _volume(rng, plan.volume, np.abs(shocks), p)
-    if p.open_gap_probability > 0 or p.bare_wick_probability > 0 or p.wick_scale_range != (1.0, 1.0):
+    wicks_change = p.wick_scale_range != (1.0, 1.0) or p.wick_noise_sd > 0
+    if p.open_gap_probability > 0 or p.bare_wick_probability > 0 or wicks_change:
         prices = market_bar_traits(rng, prices, prev_close, p)
     if p.tick_sigma_range[1] > 0:
         prices = round_to_ticks(prices, np.exp(log_start[:, 0]) * sigma * uniform(rng, p.tick_sigma_range, m))
@@ -132,9 +133,10 @@ def market_bar_traits(
 
     A gap bar opens at ``prev + carry * (close - prev)`` (log prices, ``prev_close [m, L]``), so
     the gap carries that share of the bar's move and the body the rest; its wicks keep their
-    lengths. ``wick_scale_range`` scales a window's wicks; a bare-wick bar's high (low) is its
-    body's; with ``market_trait_spread`` each window draws its own probabilities around the
-    knobs'. Draws come after all others in ``render``, so closes and volume do not change.
+    lengths. ``wick_scale_range`` scales a window's wicks, ``wick_noise_sd`` each wick; a
+    bare-wick bar's high (low) is its body's; with ``market_trait_spread`` each window draws its
+    own probabilities around the knobs'. Draws come after all others in ``render``, so closes
+    and volume do not change.
     """
     logs = np.log(prices)
     o, h, low, c = (logs[..., i] for i in (OPEN, HIGH, LOW, CLOSE))
@@ -145,8 +147,8 @@ def market_bar_traits(
     gap_p = np.full((m, 1), p.open_gap_probability)
     bare_p = np.full((m, 1), p.bare_wick_probability)
     if spread > 0:
-        gap_p = gap_p * uniform(rng, (1.0 - spread, 1.0 + spread), m)[:, None]
-        bare_p = bare_p * uniform(rng, (1.0 - spread, 1.0 + spread), m)[:, None]
+        gap_p = gap_p * (1.0 - spread + 3.0 * spread * rng.random((m, 1)) ** 2)
+        bare_p = bare_p * (1.0 - spread + 3.0 * spread * rng.random((m, 1)) ** 2)
     if p.open_gap_probability > 0:
         gap = rng.random((m, total)) < gap_p
         carry = uniform(rng, p.open_gap_carry_range, m)[:, None]
@@ -154,6 +156,10 @@ def market_bar_traits(
     if p.wick_scale_range != (1.0, 1.0):
         scale = uniform(rng, p.wick_scale_range, m)[:, None]
         top_wick, bottom_wick = scale * top_wick, scale * bottom_wick
+    if p.wick_noise_sd > 0:
+        sd = p.wick_noise_sd
+        top_wick = top_wick * np.exp(sd * rng.standard_normal((m, total)) - sd * sd / 2.0)
+        bottom_wick = bottom_wick * np.exp(sd * rng.standard_normal((m, total)) - sd * sd / 2.0)
     if p.bare_wick_probability > 0:
         top_wick = np.where(rng.random((m, total)) < bare_p, 0.0, top_wick)
         bottom_wick = np.where(rng.random((m, total)) < bare_p, 0.0, bottom_wick)

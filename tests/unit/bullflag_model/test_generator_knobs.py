@@ -142,6 +142,7 @@ def test_ticks_round_every_price_and_keep_bars_valid() -> None:
         {"volume_persistence_range": (0.5, 1.0)},
         {"volume_persistence_range": (0.0, 0.5)},
         {"market_trait_spread": 1.5},
+        {"wick_noise_sd": -0.1},
         {"quiet_volume_probability": -0.1},
         {"volume_season_bars": 1},
         {"pole_gap_bars_range": (0, 2)},
@@ -174,3 +175,13 @@ def test_real_market_preset_validates_and_labels_consistently() -> None:
     assert (bars[..., LOW] <= np.minimum(bars[..., OPEN], bars[..., CLOSE])).all()
     assert (np.diff(batch.labels, axis=1) <= 0).all()
     assert batch.labels[batch.kind == BULL, 0].mean() > 0.4
+
+
+def test_wick_noise_spreads_wicks_around_their_length() -> None:
+    plain, noisy = _render(13), _render(13, wick_noise_sd=0.5)
+    np.testing.assert_array_equal(noisy[..., CLOSE], plain[..., CLOSE])
+    top = np.log(plain[..., HIGH] / np.maximum(plain[..., OPEN], plain[..., CLOSE]))
+    top_noisy = np.log(noisy[..., HIGH] / np.maximum(noisy[..., OPEN], noisy[..., CLOSE]))
+    ratio = np.log(top_noisy[top > 1e-9] / top[top > 1e-9])
+    assert abs(float(ratio.std()) - 0.5) < 0.03
+    assert abs(float(np.exp(ratio).mean()) - 1.0) < 0.03
