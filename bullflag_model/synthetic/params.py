@@ -228,9 +228,10 @@ class GeneratorParams:
     def real_market(cls) -> GeneratorParams:
         """Defaults plus the market-trait knobs, calibrated on the EURUSD, S&P 500 and NASDAQ series.
 
-        Values come from those series' ``realdata.market_stats`` traits and the fixed
-        real-vs-generated classifier (``benchmarks/real_generator.py``; GOOG, held out, was not
-        looked at). Weaker poles come with a lower ``min_pole_z`` at the default's ratio of
+        Values were searched (seed 20241, 4,000 windows) to bring the fixed real-vs-generated
+        classifier's AUC per channel on those three series down (``benchmarks/real_generator.py``),
+        starting from their ``realdata.market_stats`` traits, then rounded; GOOG, held out, was not
+        looked at. Weaker poles come with a lower ``min_pole_z`` at the default's ratio of
         threshold to weakest planted pole (3.5 / 4.5) or below, so the labeller follows them.
         """
         return cls(**_REAL_MARKET)
@@ -246,21 +247,27 @@ class GeneratorParams:
 
 
 _REAL_MARKET: dict[str, Any] = {
-    "pole_strength_range": (2.5, 6.0),
+    "t_dof_range": (3.7, 23.05),
+    "vol_persistence_range": (0.91, 0.97),
+    "vol_of_vol_range": (0.15, 0.42),
+    "regime_noise_range": (0.89, 1.27),
+    "pole_strength_range": (2.5, 5.35),
     "min_pole_z": 1.9,
-    "t_dof_range": (4.0, 30.0),
-    "vol_of_vol_range": (0.1, 0.35),
-    "open_gap_probability": 0.25,
-    "open_gap_carry_range": (0.5, 0.9),
-    "bare_wick_probability": 0.1,
-    "market_trait_spread": 1.0,
-    "wick_scale_range": (0.6, 1.1),
-    "pole_gap_probability": 0.4,
-    "volume_persistence_range": (0.5, 0.9),
-    "volume_season_probability": 0.25,
-    "volume_season_range": (0.3, 1.1),
-    "quiet_volume_probability": 0.5,
-    "volume_scale_range": (0.15, 1.3),
+    "volume_noise_sd": 0.39,
+    "volume_coupling_range": (0.33, 0.75),
+    "gap_probability": 0.06,
+    "open_gap_probability": 0.09,
+    "open_gap_carry_range": (0.52, 0.98),
+    "bare_wick_probability": 0.12,
+    "market_trait_spread": 0.96,
+    "wick_scale_range": (0.7, 1.2),
+    "wick_noise_sd": 0.28,
+    "pole_gap_probability": 0.47,
+    "volume_persistence_range": (0.35, 0.84),
+    "volume_season_probability": 0.16,
+    "volume_season_range": (0.3, 0.84),
+    "quiet_volume_probability": 0.52,
+    "volume_scale_range": (0.08, 1.39),
     "tick_sigma_range": (0.0, 0.005),
 }
 """``real_market``'s departures from the defaults."""
