@@ -112,7 +112,31 @@ def _pole_and_flag(rng: np.random.Generator, m: int, p: GeneratorParams) -> _Fla
         move=below_line + extension,
         **_styled(rng, p.breakout_style, m),
     )
+    if p.pole_gap_probability > 0:
+        _gap_pole(rng, seg, gain, p)
     return _Flag(seg, gain, height, extension, np.cumsum(seg["length"][:, 2:5], axis=1))
+
+
+def _gap_pole(
+    rng: np.random.Generator, seg: dict[str, np.ndarray], gain: np.ndarray, p: GeneratorParams
+) -> None:
+    """Move a share of the pole's gain into the opening gaps of a few of its bars, in some poles.
+
+    The pole's planned move keeps the rest, so its total gain (and every size drawn from it) stays.
+    """
+    m = gain.shape[0]
+    length = seg["length"][:, 2]
+    on = (rng.random(m) < p.pole_gap_probability) & (length >= 2)
+    share = uniform(rng, p.pole_gap_share_range, m) * on
+    bars = np.clip(integers(rng, p.pole_gap_bars_range, m), 1.0, np.maximum(length - 1.0, 1.0))
+    _set(
+        seg,
+        2,
+        move=gain * (1.0 - share),
+        jump=share * gain / bars,
+        jump_bars=bars,
+        jump_phase=rng.random(m),
+    )
 
 
 def _bull_legs(rng: np.random.Generator, m: int, p: GeneratorParams) -> _Flag:
@@ -211,6 +235,7 @@ def _plan_bear_flag(rng: np.random.Generator, m: int, p: GeneratorParams) -> Pla
     legs = _bull_legs(rng, m, p)
     legs.seg["move"][:, PATTERN_SLOTS] *= -1.0
     legs.seg["amp"][:, PATTERN_SLOTS] *= -1.0
+    legs.seg["jump"][:, PATTERN_SLOTS] *= -1.0
     end = offsets_in(rng, legs.ends[:, 0] + 2, legs.ends[:, 5] + 30)
     return Plan(legs.seg, end, _true(m), _true(m))
 
@@ -226,6 +251,7 @@ def _plan_flag_no_pole(rng: np.random.Generator, m: int, p: GeneratorParams) -> 
         noise=uniform(rng, p.regime_noise_range, m),
         vol_start=0.0,
         vol_end=0.0,
+        jump=0.0,
     )
     legs.seg["vol_start"][:, 3] = uniform(rng, (-0.2, 0.3), m)
     end = offsets_in(rng, legs.ends[:, 0] + 3, legs.ends[:, 5] + 30)

@@ -19,31 +19,13 @@ import numpy as np
 from bullflag_model.features import CLOSE, HIGH, LOW, OPEN, VOLUME
 from bullflag_model.synthetic.draws import log_uniform, uniform
 from bullflag_model.synthetic.params import GeneratorParams
+from bullflag_model.synthetic.texture import ar1, jump_bars, round_to_ticks, seasonal_cycle, smooth_noise
 
-_AR_BLOCK = 64
 _TRANSIENT_DECAY = 0.5
 GAP_RUN_MAX = 3
 _OPEN_GAP = 0.1
 _VOLUME_REGIME = (0.95, 0.25)
 _VOLUME_SPIKE_DECAY = 0.6
-
-
-def _ar1(shocks: np.ndarray, coef: np.ndarray, initial: np.ndarray) -> np.ndarray:
-    """x_t = coef_t * x_{t-1} + shocks_t along the last axis, x_{-1} = initial.
-
-    shocks, coef [m, L] (0 < coef <= 1, broadcastable), initial [m]. Solved in closed form per block
-    of ``_AR_BLOCK`` bars (x = A_t * (x_{-1} + cumsum(shocks / A)), A the running product of coef),
-    so there is no per-bar loop and A never underflows.
-    """
-    coef = np.broadcast_to(coef, shocks.shape)
-    out = np.empty_like(shocks)
-    carry = initial.astype(np.float64)
-    for lo in range(0, shocks.shape[1], _AR_BLOCK):
-        hi = min(lo + _AR_BLOCK, shocks.shape[1])
-        growth = np.exp(np.cumsum(np.log(coef[:, lo:hi]), axis=1))
-        out[:, lo:hi] = growth * (carry[:, None] + np.cumsum(shocks[:, lo:hi] / growth, axis=1))
-        carry = out[:, hi - 1]
-    return out
 
 
 @dataclass
@@ -54,6 +36,7 @@ class PerBarPlan:
     noise: np.ndarray
     revert: np.ndarray
     volume: np.ndarray
+    jump: np.ndarray | None = None
 
 
 def per_bar(seg: dict[str, np.ndarray], total: int) -> PerBarPlan:
@@ -85,7 +68,10 @@ def per_bar(seg: dict[str, np.ndarray], total: int) -> PerBarPlan:
     step = at("drift") + shape((j + 1) / span) - shape(j / span)
     vol_start = at("vol_start")
     volume = vol_start + (at("vol_end") - vol_start) * (j + 0.5) / span
-    return PerBarPlan(step, at("noise"), at("revert"), volume)
+    if not seg["jump"].any():
+        return PerBarPlan(step, at("noise"), at("revert"), volume)
+    jump = at("jump") * jump_bars(j, at("length"), at("jump_bars"), at("jump_phase"))
+    return PerBarPlan(step + jump, at("noise"), at("revert"), volume, jump)
 
 
 def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: GeneratorParams) -> np.ndarray:
@@ -104,7 +90,7 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     shocks = np.clip(shocks, -p.max_shock, p.max_shock)
     persistence = uniform(rng, p.vol_persistence_range, m)
     vol_of_vol = uniform(rng, p.vol_of_vol_range, m)
-    log_vol = _ar1(
+    log_vol = ar1(
         rng.standard_normal((m, total)) * (vol_of_vol * np.sqrt(1.0 - persistence**2))[:, None],
         persistence[:, None],
         rng.standard_normal(m) * vol_of_vol,
@@ -112,7 +98,7 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     bar_sd = (sigma * p.volatility_scale)[:, None] * np.exp(log_vol) * plan.noise
     noise = bar_sd * shocks
     reverting = plan.revert < 1.0
-    transient = _ar1(
+    transient = ar1(
         np.where(reverting, noise, 0.0),
         np.where(reverting, plan.revert, _TRANSIENT_DECAY),
         np.zeros(m),
@@ -122,6 +108,8 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     close = log_start + np.cumsum(plan.step * sigma[:, None], axis=1) + walk + transient
     prev_close = np.concatenate([log_start, close[:, :-1]], axis=1)
     open_ = prev_close + _OPEN_GAP * bar_sd * rng.standard_normal((m, total))
+    if plan.jump is not None:
+        open_ = open_ + plan.jump * sigma[:, None]
     body = close - open_
     spread = 2.0 * bar_sd**2
     up = 0.5 * (body + np.sqrt(body**2 - spread * np.log1p(-rng.random((m, total)))))
@@ -130,8 +118,11 @@ def render(rng: np.random.Generator, plan: PerBarPlan, sigma: np.ndarray, p: Gen
     prices[..., HIGH] = prices.max(axis=-1)
     prices[..., LOW] = prices[..., [OPEN, CLOSE, LOW]].min(axis=-1)
     volume = _volume(rng, plan.volume, np.abs(shocks), p)
-    if p.open_gap_probability > 0 or p.bare_wick_probability > 0:
+    wicks_change = p.wick_scale_range != (1.0, 1.0) or p.wick_noise_sd > 0
+    if p.open_gap_probability > 0 or p.bare_wick_probability > 0 or wicks_change:
         prices = market_bar_traits(rng, prices, prev_close, p)
+    if p.tick_sigma_range[1] > 0:
+        prices = round_to_ticks(prices, np.exp(log_start[:, 0]) * sigma * uniform(rng, p.tick_sigma_range, m))
     return np.concatenate([prices, volume[..., None]], axis=-1)
 
 
@@ -142,21 +133,36 @@ def market_bar_traits(
 
     A gap bar opens at ``prev + carry * (close - prev)`` (log prices, ``prev_close [m, L]``), so
     the gap carries that share of the bar's move and the body the rest; its wicks keep their
-    lengths. A bare-wick bar's high (low) is its body's. Draws come after all others in
-    ``render``, so closes and volume do not change with these knobs.
+    lengths. ``wick_scale_range`` scales a window's wicks, ``wick_noise_sd`` each wick; a
+    bare-wick bar's high (low) is its body's; with ``market_trait_spread`` each window draws its
+    own probabilities around the knobs'. Draws come after all others in ``render``, so closes
+    and volume do not change.
     """
     logs = np.log(prices)
     o, h, low, c = (logs[..., i] for i in (OPEN, HIGH, LOW, CLOSE))
     m, total = c.shape
     top_wick = h - np.maximum(o, c)
     bottom_wick = np.minimum(o, c) - low
+    spread = p.market_trait_spread
+    gap_p = np.full((m, 1), p.open_gap_probability)
+    bare_p = np.full((m, 1), p.bare_wick_probability)
+    if spread > 0:
+        gap_p = gap_p * (1.0 - spread + 3.0 * spread * rng.random((m, 1)) ** 2)
+        bare_p = bare_p * (1.0 - spread + 3.0 * spread * rng.random((m, 1)) ** 2)
     if p.open_gap_probability > 0:
-        gap = rng.random((m, total)) < p.open_gap_probability
+        gap = rng.random((m, total)) < gap_p
         carry = uniform(rng, p.open_gap_carry_range, m)[:, None]
         o = np.where(gap, prev_close + carry * (c - prev_close), o)
+    if p.wick_scale_range != (1.0, 1.0):
+        scale = uniform(rng, p.wick_scale_range, m)[:, None]
+        top_wick, bottom_wick = scale * top_wick, scale * bottom_wick
+    if p.wick_noise_sd > 0:
+        sd = p.wick_noise_sd
+        top_wick = top_wick * np.exp(sd * rng.standard_normal((m, total)) - sd * sd / 2.0)
+        bottom_wick = bottom_wick * np.exp(sd * rng.standard_normal((m, total)) - sd * sd / 2.0)
     if p.bare_wick_probability > 0:
-        top_wick = np.where(rng.random((m, total)) < p.bare_wick_probability, 0.0, top_wick)
-        bottom_wick = np.where(rng.random((m, total)) < p.bare_wick_probability, 0.0, bottom_wick)
+        top_wick = np.where(rng.random((m, total)) < bare_p, 0.0, top_wick)
+        bottom_wick = np.where(rng.random((m, total)) < bare_p, 0.0, bottom_wick)
     out = np.stack([o, np.maximum(o, c) + top_wick, np.minimum(o, c) - bottom_wick, c], axis=-1)
     out = np.exp(out)
     out[..., CLOSE] = prices[..., CLOSE]
@@ -175,7 +181,7 @@ def _volume(
     total: int = phase.shape[1]
     level = np.log(log_uniform(rng, p.base_volume_range, m))[:, None]
     persistence, spread = _VOLUME_REGIME
-    regime = _ar1(
+    regime = ar1(
         rng.normal(0.0, spread * math.sqrt(1.0 - persistence**2), (m, total)),
         np.full((m, 1), persistence),
         rng.normal(0.0, spread, m),
@@ -183,11 +189,21 @@ def _volume(
     jolt = (rng.random((m, total)) < p.volume_spike_probability) * rng.uniform(
         *p.volume_spike_range, (m, total)
     )
-    spikes = _ar1(jolt, np.full((m, 1), _VOLUME_SPIKE_DECAY), np.zeros(m))
+    spikes = ar1(jolt, np.full((m, 1), _VOLUME_SPIKE_DECAY), np.zeros(m))
     coupling = uniform(rng, p.volume_coupling_range, m)[:, None]
-    log_volume = level + regime + spikes + rng.normal(0.0, p.volume_noise_sd, (m, total))
+    noise = rng.normal(0.0, p.volume_noise_sd, (m, total))
+    if p.volume_persistence_range[1] > 0:
+        noise = smooth_noise(rng, noise, p.volume_persistence_range)
+    log_volume = level + regime + spikes + noise
+    if p.volume_season_probability > 0:
+        log_volume = log_volume + seasonal_cycle(rng, m, total, p)
+    if p.quiet_volume_probability > 0:
+        quiet = rng.random(m) < p.quiet_volume_probability
+        phase = phase * np.where(quiet, uniform(rng, p.quiet_volume_scale_range, m), 1.0)[:, None]
     if p.volume_informative:
         log_volume = log_volume + phase + coupling * np.log1p(abs_shock)
+    if p.volume_scale_range != (1.0, 1.0):
+        log_volume = level + uniform(rng, p.volume_scale_range, m)[:, None] * (log_volume - level)
     return np.maximum(np.round(np.exp(log_volume)), 1.0)
 
 

@@ -1,11 +1,12 @@
 """The segment table: the plan of a chunk of series that planning writes and rendering reads.
 
 A chunk of m series is planned as one ``[m, slots]`` array per field: length in bars, drift, move,
-power, amp, cycles and converge of the planned log path (sigma units), and the noise, revert and
-volume multipliers of its texture. In a window's plan, slots 0 and 1 are background regimes,
-``PATTERN_SLOTS`` (2 to 7) the pattern's legs (a bull flag's pole, flag, breakout, retest, reclaim
-and continuation) and ``POST_SLOT`` (8) the tail after it; pattern-free series use any number of
-regime slots.
+power, amp, cycles and converge of the planned log path (sigma units), the noise, revert and
+volume multipliers of its texture, and the opening gaps (jump, sigma units each, on jump_bars
+bars spread over the segment from jump_phase) that carry part of its move. In a window's plan,
+slots 0 and 1 are background regimes, ``PATTERN_SLOTS`` (2 to 7) the pattern's legs (a bull
+flag's pole, flag, breakout, retest, reclaim and continuation) and ``POST_SLOT`` (8) the tail
+after it; pattern-free series use any number of regime slots.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ _SEGMENT_DEFAULTS: dict[str, float] = {
     "revert": 1.0,
     "vol_start": 0.0,
     "vol_end": 0.0,
+    "jump": 0.0,
+    "jump_bars": 0.0,
+    "jump_phase": 0.0,
 }
 
 

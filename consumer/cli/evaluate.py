@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if args.draw_labels and not args.real:
         print("bullflag evaluate: --draw-labels needs --real", file=sys.stderr)
         return 2
+    if args.generator != "trained" and not args.real:
+        print("bullflag evaluate: --generator needs --real", file=sys.stderr)
+        return 2
     if importlib.util.find_spec("matplotlib") is None:
         print(
             "bullflag evaluate: the report's figures need matplotlib; "

@@ -2,7 +2,9 @@
 
 The measurement is ``bullflag_model.realdata``'s; this command loads the checkpoint, the series and
 the frozen labels, writes ``real/report.json`` and the galleries under ``--out`` and prints the
-target table. ``--draw-labels ID ...`` instead draws the named labelled windows to one PNG so
+target table. ``--generator real-market`` takes the reference windows and the rule labeller's
+settings from ``GeneratorParams.real_market()`` instead of the checkpoint's training generator.
+``--draw-labels ID ...`` instead draws the named labelled windows to one PNG so
 anyone can re-check a label. A missing package or checkpoint exits 2 with one line.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,15 @@ from bullflag_model.checkpoint import CheckpointError, load_checkpoint
 from bullflag_model.realdata.labels import load_labels
 from bullflag_model.realdata.report import evaluate_real
 from bullflag_model.realdata.series import RealDataError, load_all
+from bullflag_model.synthetic import GeneratorParams
 from bullflag_model.training.metadata import trained_params
 
 FALLBACK_THRESHOLD = 0.5
+GENERATORS: dict[str, Callable[[dict[str, Any]], GeneratorParams]] = {
+    "trained": trained_params,
+    "real-market": lambda _metadata: GeneratorParams.real_market(),
+}
+"""``--generator``: where the reference windows and the rule labeller's settings come from."""
 
 
 def _summary(report: dict[str, Any]) -> list[str]:
@@ -54,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None:
         threshold = float(metadata.get("serving_threshold", FALLBACK_THRESHOLD))
-    params = trained_params(metadata)
+    params = GENERATORS[args.generator](metadata)
     torch.set_num_threads(args.threads)
     series = {s.name: s for s in load_all()}
     labels = load_labels()
@@ -78,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     report = {
         "checkpoint": str(loaded.path),
         "model_version": loaded.model_version,
+        "generator": args.generator,
         **report,
         "galleries": {"top": galleries, "missed_flags": None if missed is None else str(missed)},
     }
@@ -107,4 +117,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--synthetic-windows", type=int, default=4000, help="With --real: generated reference windows."
+    )
+    parser.add_argument(
+        "--generator",
+        choices=tuple(GENERATORS),
+        default="trained",
+        help="With --real: reference windows and rule labeller from the checkpoint's training "
+        "generator (default) or from GeneratorParams.real_market().",
     )

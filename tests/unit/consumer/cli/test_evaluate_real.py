@@ -17,6 +17,11 @@ def test_draw_labels_needs_real(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err.strip() == "bullflag evaluate: --draw-labels needs --real"
 
 
+def test_generator_needs_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--generator", "real-market", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "bullflag evaluate: --generator needs --real"
+
+
 @pytest.mark.skipif(not REAL_PACKAGES, reason="needs the 'real' extra")
 def test_draw_labels_writes_one_picture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--real", "--draw-labels", "c00", "r01", "--out", str(tmp_path)]) == 0
