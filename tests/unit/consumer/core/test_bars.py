@@ -298,6 +298,7 @@ def test_max_symbols_rejects_new_symbols() -> None:
     aggregator = BarAggregator(10, max_symbols=2)
     result = aggregator.add(ticks([("A", 1, 1.0, 1, None), ("B", 1, 1.0, 1, None), ("C", 1, 1.0, 1, None)]))
     assert [(r.index, r.reason) for r in result.rejects] == [(2, RejectReason.MAX_SYMBOLS)]
+    assert result.rejects[0].detail == "symbol 'C' is new and the partition already tracks max_symbols=2"
     assert aggregator.symbols == ["A", "B"]
 
 

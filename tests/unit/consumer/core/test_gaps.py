@@ -74,6 +74,31 @@ def test_fill_starts_matches_the_bar_by_bar_reference(
     assert list(zip(owner.tolist(), start.tolist(), strict=True)) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    bars=st.lists(st.integers(-40, 220), max_size=20),
+    sessions=session_lists,
+    policy=st.sampled_from(["flat", "skip", "session"]),
+)
+def test_allowed_is_the_bar_by_bar_overlap_with_a_session(
+    bars: list[int], sessions: list[tuple[int, int]], policy: str
+) -> None:
+    """``allowed`` per bar index against the definition: every bar, none, or one overlapping a session."""
+    opens = np.array([o for o, _ in sessions], np.int64)
+    closes = np.array([c for _, c in sessions], np.int64)
+    rule = {
+        "flat": GapRule.flat(),
+        "skip": GapRule.skip(),
+        "session": GapRule.session(opens, closes, INTERVAL),
+    }[policy]
+    expected = [
+        policy == "flat"
+        or (policy == "session" and any(o < (b + 1) * INTERVAL and c > b * INTERVAL for o, c in sessions))
+        for b in bars
+    ]
+    assert rule.allowed(np.array(bars, np.int64)).tolist() == expected
+
+
 def ticks(times: list[int], symbol: str = "A") -> tuple[list[bytes], list[bytes]]:
     values = [
         orjson.dumps({"symbol": symbol, "ts": t, "price": 10.0 + i, "size": 1}) for i, t in enumerate(times)
