@@ -373,6 +373,11 @@ def test_a_seeded_symbol_resumes_after_its_last_bar_with_flat_gap_bars() -> None
     assert late(aggregator.add(ticks([("A", 1_500, 1.0, 1.0, None)]))) == [0], "the seeded bar is closed"
 
 
+def test_seeding_more_symbols_than_max_symbols_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^cannot seed 2 symbols beyond max_symbols=1$"):
+        BarAggregator(1_000, 0, max_symbols=1).seed(["A", "B"], np.array([0, 0]), np.array([1.0, 1.0]))
+
+
 def test_refused_and_late_ticks_of_one_batch_are_all_rejected() -> None:
     aggregator = BarAggregator(1_000, 0, max_symbols=1)
     aggregator.add(ticks([("A", 5_000, 1.0, 1.0, None), ("A", 6_100, 1.0, 1.0, None)]))

@@ -113,3 +113,45 @@ def test_a_forgotten_partition_starts_its_checkpoints_afresh() -> None:
     book.committed(1, 20, older)
     assert book.checkpoint(0, 12, 11, mark) == Checkpoint(12, 11, mark, None, None)
     assert book.checkpoint(1, 22, 21, mark) == Checkpoint(22, 21, mark, 20, older)
+
+
+@pytest.mark.parametrize(("count", "seq_len"), [(1, 3), (3, 3), (4, 3), (5, 3), (7, 3), (350, 200)])
+def test_bars_slotted_by_sequence_restore_the_number_of_the_next_bar(count: int, seq_len: int) -> None:
+    """The next bar's sequence must land on the slot of the oldest bar kept (its number mod
+    seq_len) and say whether the window is full; three-digit slots included."""
+    starts = T0 + np.arange(count, dtype=np.int64) * INTERVAL
+    ohlcv = np.ones((count, 5))
+    records = bar_records(["A"] * count, starts, ohlcv, INTERVAL, seq_len, np.arange(count))
+    state = StateReplay(INTERVAL, seq_len, by_sequence=True)
+    state.apply(
+        [k for k, _ in records] + [CHECKPOINT_KEY],
+        [v for _, v in records] + [Checkpoint(1, 1, None).encode()],
+    )
+    restored = state.result()
+    (sequence,) = restored.sequences
+    assert sequence % seq_len == count % seq_len
+    assert (sequence >= seq_len) == (count >= seq_len)
+    assert restored.bar_start[0].tolist() == starts[-seq_len:].tolist()
+
+
+def test_the_highest_generation_and_the_stale_records_are_reported_with_or_without_bars() -> None:
+    """Fencing reads both from every restore: -1 and 0 when no record carries a generation."""
+    empty = StateReplay(INTERVAL, 3).result()
+    assert (empty.generation, empty.stale) == (-1, 0)
+    unfenced = replay([*bars("A", 1), (CHECKPOINT_KEY, Checkpoint(1, 1, None).encode())]).result()
+    assert (unfenced.symbols, unfenced.generation, unfenced.stale) == (["A"], -1, 0)
+    checkpoints = StateReplay(INTERVAL, 3)
+    checkpoints.apply([CHECKPOINT_KEY] * 3, [Checkpoint(i, i, None).encode() for i in (1, 2, 3)], [3, 5, 4])
+    only = checkpoints.result()
+    assert (only.symbols, only.generation, only.stale) == ([], 5, 1)
+    fenced = StateReplay(INTERVAL, 3)
+    records = [*bars("A", 1), (CHECKPOINT_KEY, Checkpoint(1, 1, None).encode()), *bars("B", 1)]
+    fenced.apply([k for k, _ in records], [v for _, v in records], [2, 2, 1])
+    both = fenced.result()
+    assert (both.symbols, both.generation, both.stale) == (["A"], 2, 1)
+
+
+def test_bar_records_refuse_columns_of_other_lengths() -> None:
+    """One bar start for two symbols would broadcast into two records' values: refused, not cut short."""
+    with pytest.raises(ValueError, match="zip"):
+        bar_records(["A", "B"], np.array([T0]), np.ones((1, 5)), INTERVAL, 3)
