@@ -137,6 +137,7 @@ def test_clock_states_round_trip_and_bad_ones_are_named() -> None:
         ClockState.from_json({"clock": 1, "window": [1.5]})
     with pytest.raises(ClockStateError, match="more than"):
         ClockState.from_json({"clock": 1, "window": [1, 2, 3]}, size=2)
+    assert ClockState.from_json({"clock": 1, "window": [1, 2]}, size=2) == ClockState(1, (1, 2))
     with pytest.raises(ClockStateError, match="clock"):
         ClockState.from_json({"clock": True, "window": []})
     with pytest.raises(ValueError, match="clock window"):

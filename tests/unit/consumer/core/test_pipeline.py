@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from consumer.core.bars import BarAggregator
 from consumer.core.clock import ClockState, EventClock
 from consumer.core.pipeline import BarPipeline, Windows
-from consumer.core.state import RestoredPartition
+from consumer.core.state import Checkpoint, RestoredPartition
 from tests.strategies import examples
 
 SEQ_LEN = 5
@@ -108,6 +108,49 @@ def test_restoring_a_partition_forgets_what_the_pipeline_held_for_it() -> None:
     assert {key: (bars.tobytes(), start) for key, (bars, start) in by_bar(again.windows).items()} == expected
     assert expected, "the first run scored windows"
     assert (again.commit, again.mark, again.rejects) == (first.commit, first.mark, first.rejects)
+
+
+T0 = 1_700_000_000_000
+
+
+def one_symbol(*times: int) -> tuple[list[bytes], list[bytes]]:
+    """Ticks of symbol ``A`` at ``times``, as Kafka values and keys."""
+    return [orjson.dumps({"symbol": "A", "ts": t, "price": 10.0}) for t in times], [b"A"] * len(times)
+
+
+def test_close_expired_raises_the_clock_the_next_records_are_judged_against() -> None:
+    """It sets the clock (never lowers it) and keeps the window, as ``bullflag scan`` needs."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, max_time_jump_ms=10_000, clock_ms=lambda: 2**60)
+    pipeline.process(0, *one_symbol(T0 - 2_000, T0 - 1_000))
+    pipeline.close_expired(0, T0)
+    assert pipeline.clocks[0] == ClockState(T0, (T0 - 2_000, T0 - 1_000))
+    pipeline.close_expired(0, T0 - 60_000)
+    assert pipeline.clocks[0] == ClockState(T0, (T0 - 2_000, T0 - 1_000))
+    outcome = pipeline.process(0, *one_symbol(T0 + 20_000, T0 - 20_000, T0 + 500))
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(0, "future_ts"), (1, "past_ts")]
+    pipeline.close_expired(1, T0)
+    assert pipeline.clocks[1] == ClockState(T0, ())
+
+
+def test_a_dropped_partition_keeps_neither_its_clock_nor_its_replay_point() -> None:
+    """Records read again after it comes back are judged afresh and their dead letters sent."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_ms=lambda: 2**60)
+    checkpoint = Checkpoint(100, 100, ClockState(T0, (T0,) * 9))
+    pipeline.restore_partition(0, RestoredPartition([], [], [], checkpoint, 1), 100)
+    assert pipeline.drop_partition(0) == 0
+    assert pipeline.drop_partition(7) == 0
+    values, keys = one_symbol(T0 - 30 * 86_400_000)
+    outcome = pipeline.process(0, [b"{not json", *values], [b"A", *keys])
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(0, "invalid_json")]
+    assert outcome.replayed == 0
+
+
+def test_windows_keep_int64_times_when_an_empty_part_is_joined() -> None:
+    values, keys = tick_stream(seed=6, n=100, symbols=1)
+    scored = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN).process(0, values, keys).windows
+    joined = Windows.concat([Windows.concat([], SEQ_LEN), scored], SEQ_LEN)
+    assert len(joined) == len(scored) > 0
+    assert joined.bar_end_ts.dtype == joined.window_start_ts.dtype == np.int64
 
 
 def test_a_tick_from_the_year_3000_closes_nothing() -> None:
