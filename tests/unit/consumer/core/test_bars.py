@@ -294,6 +294,13 @@ def test_ids_are_forgotten_once_the_watermark_closes_their_bars() -> None:
     assert aggregator.remembered_ids == 0
 
 
+def test_symbol_ids_and_open_bars_cover_exactly_the_known_symbols() -> None:
+    aggregator = BarAggregator(10, 100)
+    aggregator.add(ticks([("A", 1, 1.0, 1, None), ("B", 25, 1.0, 1, None)]))
+    assert aggregator.ids_of(["B", "nope", "A"]).tolist() == [1, -1, 0]
+    assert aggregator.open_starts().tolist() == [0, 20]
+
+
 def test_max_symbols_rejects_new_symbols() -> None:
     aggregator = BarAggregator(10, max_symbols=2)
     result = aggregator.add(ticks([("A", 1, 1.0, 1, None), ("B", 1, 1.0, 1, None), ("C", 1, 1.0, 1, None)]))

@@ -9,10 +9,12 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.config import Settings
 from consumer.core.bars import BarAggregator
 from consumer.core.clock import ClockState, EventClock
 from consumer.core.pipeline import BarPipeline, Windows
 from consumer.core.state import Checkpoint, RestoredPartition
+from tests.strategies import SEQ_LEN as MODEL_SEQ_LEN
 from tests.strategies import examples
 
 SEQ_LEN = 5
@@ -116,6 +118,36 @@ T0 = 1_700_000_000_000
 def one_symbol(*times: int) -> tuple[list[bytes], list[bytes]]:
     """Ticks of symbol ``A`` at ``times``, as Kafka values and keys."""
     return [orjson.dumps({"symbol": "A", "ts": t, "price": 10.0}) for t in times], [b"A"] * len(times)
+
+
+def test_the_commit_point_carries_the_clock_state_just_before_the_open_bars_first_tick() -> None:
+    """A restart reads again from the open bar's first tick with the clock the run had there:
+    a window of three, the lower median of (T0, T0 + 100, T0 + 200) as the clock."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_window=3, clock_ms=lambda: 2**60)
+    outcome = pipeline.process(0, *one_symbol(T0, T0 + 100, T0 + 200, T0 + 1_100, T0 + 1_200))
+    assert outcome.commit == 3
+    assert outcome.mark == ClockState(T0 + 100, (T0, T0 + 100, T0 + 200))
+
+
+def test_the_pipelines_defaults_are_an_unconfigured_workers() -> None:
+    """Callers that build a pipeline without settings get what the worker runs with by default."""
+    settings = Settings()
+    pipeline = BarPipeline(settings.bar_interval_ms, settings.allowed_lateness_ms)
+    assert (
+        pipeline.seq_len,
+        pipeline.max_symbols,
+        pipeline.decoder.max_bytes,
+        pipeline.max_time_jump_ms,
+        pipeline.max_clock_skew_ms,
+        pipeline.clock.size,
+    ) == (
+        MODEL_SEQ_LEN,
+        settings.max_symbols,
+        settings.max_record_bytes,
+        settings.max_time_jump_ms,
+        settings.max_clock_skew_ms,
+        settings.clock_window,
+    )
 
 
 def test_close_expired_raises_the_clock_the_next_records_are_judged_against() -> None:
