@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bullflag_model.intervals import IntervalError, format_interval, parse_interval
-from consumer.core.bars import AggregateResult, BarAggregator
+from consumer.core.bars import NO_BAR, AggregateResult, BarAggregator
 from consumer.core.record_rules import RejectReason
 from consumer.core.ticks import DecodedBars, DecodedTicks
 from tests.strategies import examples
@@ -264,7 +264,7 @@ def test_late_ticks_within_lateness_update_open_bars() -> None:
     result = aggregator.add(ticks([("A", 3, 1.0, 1, None), ("B", 25, 2.0, 1, None)], 4))
     assert late(result) == [4, 5]
     assert "watermark 11" in result.rejects[0].detail
-    assert "older than the symbol's latest bar" in result.rejects[1].detail
+    assert result.rejects[1].detail.endswith(" is older than the symbol's latest bar")
 
 
 def test_duplicate_ids_are_dropped_per_open_bar() -> None:
@@ -294,10 +294,18 @@ def test_ids_are_forgotten_once_the_watermark_closes_their_bars() -> None:
     assert aggregator.remembered_ids == 0
 
 
+def test_symbol_ids_and_open_bars_cover_exactly_the_known_symbols() -> None:
+    aggregator = BarAggregator(10, 100)
+    aggregator.add(ticks([("A", 1, 1.0, 1, None), ("B", 25, 1.0, 1, None)]))
+    assert aggregator.ids_of(["B", "nope", "A"]).tolist() == [1, -1, 0]
+    assert aggregator.open_starts().tolist() == [0, 20]
+
+
 def test_max_symbols_rejects_new_symbols() -> None:
     aggregator = BarAggregator(10, max_symbols=2)
     result = aggregator.add(ticks([("A", 1, 1.0, 1, None), ("B", 1, 1.0, 1, None), ("C", 1, 1.0, 1, None)]))
     assert [(r.index, r.reason) for r in result.rejects] == [(2, RejectReason.MAX_SYMBOLS)]
+    assert result.rejects[0].detail == "symbol 'C' is new and the partition already tracks max_symbols=2"
     assert aggregator.symbols == ["A", "B"]
 
 
@@ -370,6 +378,20 @@ def test_a_seeded_symbol_resumes_after_its_last_bar_with_flat_gap_bars() -> None
     ]
     assert closed(aggregator.advance_watermark(FAR_FUTURE_MS)) == [("A", 4_000, 6.0, 6.0, 6.0, 6.0, 2.0, 1)]
     assert late(aggregator.add(ticks([("A", 1_500, 1.0, 1.0, None)]))) == [0], "the seeded bar is closed"
+
+
+def test_the_watermark_takes_any_event_time_above_no_bar() -> None:
+    aggregator = BarAggregator(1_000, 0)
+    with pytest.raises(
+        ValueError, match=rf"^event_time_ms must be an integer >= {NO_BAR + 1}, got {NO_BAR}$"
+    ):
+        aggregator.advance_watermark(NO_BAR)
+    assert aggregator.advance_watermark(NO_BAR + 1).watermark_ms == NO_BAR + 1
+
+
+def test_seeding_more_symbols_than_max_symbols_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^cannot seed 2 symbols beyond max_symbols=1$"):
+        BarAggregator(1_000, 0, max_symbols=1).seed(["A", "B"], np.array([0, 0]), np.array([1.0, 1.0]))
 
 
 def test_refused_and_late_ticks_of_one_batch_are_all_rejected() -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core import clock as clock_module
 from consumer.core.clock import NO_CLOCK, ClockState, ClockStateError, EventClock, state_of
 
 NEVER = 2**62
@@ -136,6 +137,7 @@ def test_clock_states_round_trip_and_bad_ones_are_named() -> None:
         ClockState.from_json({"clock": 1, "window": [1.5]})
     with pytest.raises(ClockStateError, match="more than"):
         ClockState.from_json({"clock": 1, "window": [1, 2, 3]}, size=2)
+    assert ClockState.from_json({"clock": 1, "window": [1, 2]}, size=2) == ClockState(1, (1, 2))
     with pytest.raises(ClockStateError, match="clock"):
         ClockState.from_json({"clock": True, "window": []})
     with pytest.raises(ValueError, match="clock window"):
@@ -155,3 +157,21 @@ def test_a_long_run_of_records_each_near_the_last_but_far_from_the_clock_is_judg
     assert verdicts_of(verdict.future, verdict.past) == verdicts
     assert verdicts[:14] == ["future"] * 14 and verdicts[14] == "ok"
     assert clocks_of(verdict.after) == clocks and verdict.end == end
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=streams, size=st.integers(1, 9), jump=st.integers(0, 3_000), data=st.data())
+def test_the_record_by_record_fallback_alone_equals_the_rule_from_any_state(
+    ts: list[int], size: int, jump: int, data: st.DataObject
+) -> None:
+    """With no vectorised pass the fallback judges every run, so it must be the rule by itself."""
+    start = data.draw(st.one_of(st.just(ClockState()), st.builds(ClockState, st.integers(0, 10_000))))
+    window = data.draw(st.lists(st.integers(0, 10_000), max_size=size))
+    state = ClockState(start.clock, tuple(window))
+    expected, expected_clocks, expected_end = oracle(state, ts, size, jump, NEVER)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clock_module, "_PASSES", 0)
+        verdict = EventClock(size, jump).judge(state, np.array(ts, dtype=np.int64), NEVER)
+    assert verdicts_of(verdict.future, verdict.past) == expected
+    assert clocks_of(verdict.after) == expected_clocks
+    assert verdict.end == expected_end

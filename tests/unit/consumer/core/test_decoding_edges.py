@@ -73,12 +73,19 @@ def test_the_last_representable_time_is_accepted_and_the_next_is_not() -> None:
 
 def test_iso_times_up_to_64_characters_are_read_and_floor_to_the_millisecond() -> None:
     exact = "2024-11-25T16:00:00.000999+00:00"
-    padded = "2024-11-25T16:00:00.000999000000000000000000000000000000000+00:00"
-    assert len(padded) == 65
-    decoded = TickDecoder().decode_ticks([tick(ts=exact), tick(ts=padded[1:])], [b"AAA", b"AAA"])
-    assert decoded.ts_ms.tolist() == [1_732_550_400_000]
+    longest = "2024-11-25T16:00:00.00099900000000000000000000000000000000+00:00"
+    assert len(longest) == 64
+    values = [tick(ts=exact), tick(ts=longest), tick(ts=longest.replace("+", "0+"))]
+    decoded = TickDecoder().decode_ticks(values, [b"AAA"] * 3)
+    assert decoded.ts_ms.tolist() == [1_732_550_400_000] * 2
     assert decoded.ts_ms.dtype == np.int64
-    assert reasons(decoded) == [(1, RejectReason.BAD_TS)]
+    assert reasons(decoded) == [(2, RejectReason.BAD_TS)]
+
+
+def test_the_last_microsecond_of_9999_floors_to_the_last_millisecond() -> None:
+    """Exact integer flooring: as a float the time would round up past the last accepted one."""
+    decoded = TickDecoder().decode_ticks([tick(ts="9999-12-31T23:59:59.999999+00:00")], [b"AAA"])
+    assert decoded.ts_ms.tolist() == [MAX_TS_MS]
 
 
 def test_size_defaults_to_zero_even_when_other_sizes_are_malformed() -> None:

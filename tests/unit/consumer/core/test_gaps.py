@@ -49,7 +49,7 @@ def disjoint(sessions: list[tuple[int, int]]) -> list[tuple[int, int]]:
     ),
     first=st.booleans(),
     max_gap=st.integers(0, 25),
-    sessions=session_lists.map(disjoint),
+    sessions=st.one_of(session_lists.map(disjoint), session_lists),
     policy=st.sampled_from(["flat", "skip", "session"]),
 )
 def test_fill_starts_matches_the_bar_by_bar_reference(
@@ -72,6 +72,31 @@ def test_fill_starts_matches_the_bar_by_bar_reference(
         (i, s) for i in range(len(gaps)) for s in reference(int(prev[i]), int(nxt[i]), max_gap, allowed)
     ]
     assert list(zip(owner.tolist(), start.tolist(), strict=True)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bars=st.lists(st.integers(-40, 220), max_size=20),
+    sessions=st.one_of(session_lists.map(disjoint), session_lists),
+    policy=st.sampled_from(["flat", "skip", "session"]),
+)
+def test_allowed_is_the_bar_by_bar_overlap_with_a_session(
+    bars: list[int], sessions: list[tuple[int, int]], policy: str
+) -> None:
+    """``allowed`` per bar index against the definition: every bar, none, or one overlapping a session."""
+    opens = np.array([o for o, _ in sessions], np.int64)
+    closes = np.array([c for _, c in sessions], np.int64)
+    rule = {
+        "flat": GapRule.flat(),
+        "skip": GapRule.skip(),
+        "session": GapRule.session(opens, closes, INTERVAL),
+    }[policy]
+    expected = [
+        policy == "flat"
+        or (policy == "session" and any(o < (b + 1) * INTERVAL and c > b * INTERVAL for o, c in sessions))
+        for b in bars
+    ]
+    assert rule.allowed(np.array(bars, np.int64)).tolist() == expected
 
 
 def ticks(times: list[int], symbol: str = "A") -> tuple[list[bytes], list[bytes]]:
@@ -140,7 +165,8 @@ def test_each_rule_names_its_policy_and_keeps_int64_bounds() -> None:
         [3, 12],
         2,
     )
-    assert GapRule.session(np.zeros(0), np.zeros(0), minute).sessions == 0
+    empty = GapRule.session(np.zeros(0), np.zeros(0), minute)
+    assert (empty.policy, empty.lo.tolist(), empty.hi.tolist(), empty.sessions) == ("session", [], [], 0)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +182,7 @@ def test_each_rule_names_its_policy_and_keeps_int64_bounds() -> None:
 def test_sessions_that_are_not_sorted_open_before_close_are_refused(
     opens: list[int], closes: list[int]
 ) -> None:
-    with pytest.raises(ValueError, match="sorted by open, each open before its close"):
+    with pytest.raises(ValueError, match=r"^sessions must be sorted by open, each open before its close$"):
         GapRule.session(np.array(opens), np.array(closes), 1)
 
 

@@ -9,10 +9,13 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.config import Settings
 from consumer.core.bars import BarAggregator
 from consumer.core.clock import ClockState, EventClock
 from consumer.core.pipeline import BarPipeline
+from consumer.core.state import Checkpoint, RestoredPartition
 from consumer.core.windows import Windows
+from tests.strategies import SEQ_LEN as MODEL_SEQ_LEN
 from tests.strategies import examples
 
 SEQ_LEN = 5
@@ -94,6 +97,93 @@ def test_dropping_a_partition_frees_its_symbols() -> None:
     assert len(pipeline.buffers) == 4
     assert pipeline.drop_partition(0) == 4
     assert len(pipeline.buffers) == 0
+
+
+def test_restoring_a_partition_forgets_what_the_pipeline_held_for_it() -> None:
+    """A partition that comes back is rebuilt from its state alone: fed the same records again
+    after an empty restore, it produces what it produced the first time."""
+    values, keys = tick_stream(seed=5, n=200, symbols=3)
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN)
+    first = pipeline.process(0, values, keys)
+    pipeline.restore_partition(0, RestoredPartition([], [], [], None, 0), None)
+    again = pipeline.process(0, values, keys)
+    expected = {key: (bars.tobytes(), start) for key, (bars, start) in by_bar(first.windows).items()}
+    assert {key: (bars.tobytes(), start) for key, (bars, start) in by_bar(again.windows).items()} == expected
+    assert expected, "the first run scored windows"
+    assert (again.commit, again.mark, again.rejects) == (first.commit, first.mark, first.rejects)
+
+
+T0 = 1_700_000_000_000
+
+
+def one_symbol(*times: int) -> tuple[list[bytes], list[bytes]]:
+    """Ticks of symbol ``A`` at ``times``, as Kafka values and keys."""
+    return [orjson.dumps({"symbol": "A", "ts": t, "price": 10.0}) for t in times], [b"A"] * len(times)
+
+
+def test_the_commit_point_carries_the_clock_state_just_before_the_open_bars_first_tick() -> None:
+    """A restart reads again from the open bar's first tick with the clock the run had there:
+    a window of three, the lower median of (T0, T0 + 100, T0 + 200) as the clock."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_window=3, clock_ms=lambda: 2**60)
+    outcome = pipeline.process(0, *one_symbol(T0, T0 + 100, T0 + 200, T0 + 1_100, T0 + 1_200))
+    assert outcome.commit == 3
+    assert outcome.mark == ClockState(T0 + 100, (T0, T0 + 100, T0 + 200))
+
+
+def test_the_pipelines_defaults_are_an_unconfigured_workers() -> None:
+    """Callers that build a pipeline without settings get what the worker runs with by default."""
+    settings = Settings()
+    pipeline = BarPipeline(settings.bar_interval_ms, settings.allowed_lateness_ms)
+    assert (
+        pipeline.seq_len,
+        pipeline.max_symbols,
+        pipeline.decoder.max_bytes,
+        pipeline.max_time_jump_ms,
+        pipeline.max_clock_skew_ms,
+        pipeline.clock.size,
+    ) == (
+        MODEL_SEQ_LEN,
+        settings.max_symbols,
+        settings.max_record_bytes,
+        settings.max_time_jump_ms,
+        settings.max_clock_skew_ms,
+        settings.clock_window,
+    )
+
+
+def test_close_expired_raises_the_clock_the_next_records_are_judged_against() -> None:
+    """It sets the clock (never lowers it) and keeps the window, as ``bullflag scan`` needs."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, max_time_jump_ms=10_000, clock_ms=lambda: 2**60)
+    pipeline.process(0, *one_symbol(T0 - 2_000, T0 - 1_000))
+    pipeline.close_expired(0, T0)
+    assert pipeline.clocks[0] == ClockState(T0, (T0 - 2_000, T0 - 1_000))
+    pipeline.close_expired(0, T0 - 60_000)
+    assert pipeline.clocks[0] == ClockState(T0, (T0 - 2_000, T0 - 1_000))
+    outcome = pipeline.process(0, *one_symbol(T0 + 20_000, T0 - 20_000, T0 + 500))
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(0, "future_ts"), (1, "past_ts")]
+    pipeline.close_expired(1, T0)
+    assert pipeline.clocks[1] == ClockState(T0, ())
+
+
+def test_a_dropped_partition_keeps_neither_its_clock_nor_its_replay_point() -> None:
+    """Records read again after it comes back are judged afresh and their dead letters sent."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_ms=lambda: 2**60)
+    checkpoint = Checkpoint(100, 100, ClockState(T0, (T0,) * 9))
+    pipeline.restore_partition(0, RestoredPartition([], [], [], checkpoint, 1), 100)
+    assert pipeline.drop_partition(0) == 0
+    assert pipeline.drop_partition(7) == 0
+    values, keys = one_symbol(T0 - 30 * 86_400_000)
+    outcome = pipeline.process(0, [b"{not json", *values], [b"A", *keys])
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(0, "invalid_json")]
+    assert outcome.replayed == 0
+
+
+def test_windows_keep_int64_times_when_an_empty_part_is_joined() -> None:
+    values, keys = tick_stream(seed=6, n=100, symbols=1)
+    scored = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN).process(0, values, keys).windows
+    joined = Windows.concat([Windows.concat([], SEQ_LEN), scored], SEQ_LEN)
+    assert len(joined) == len(scored) > 0
+    assert joined.bar_end_ts.dtype == joined.window_start_ts.dtype == np.int64
 
 
 def test_a_tick_from_the_year_3000_closes_nothing() -> None:

@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.core.pipeline import BarPipeline, PartitionOutcome
+from tests.strategies import examples
 
 settings.register_profile(
     "single_record",
-    max_examples=1_000,
+    max_examples=examples(1_000),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
