@@ -8,7 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from consumer.core.record_rules import MAX_ID_CHARS, MAX_TS_MS, RejectReason
+from consumer.core.record_fields import numbers
+from consumer.core.record_rules import BAD, MAX_ID_CHARS, MAX_TS_MS, OK, RejectReason
 from consumer.core.ticks import DecodedBars, DecodedTicks, TickDecoder
 
 T0 = 1_732_550_400_000
@@ -80,6 +81,12 @@ def test_iso_times_up_to_64_characters_are_read_and_floor_to_the_millisecond() -
     assert decoded.ts_ms.tolist() == [1_732_550_400_000] * 2
     assert decoded.ts_ms.dtype == np.int64
     assert reasons(decoded) == [(2, RejectReason.BAD_TS)]
+
+
+def test_an_integer_beyond_any_float_is_a_bad_number() -> None:
+    """orjson never yields one, but a caller's list may: NaN and BAD rather than an error."""
+    values, status = numbers([1, 10**400], positive=True)
+    assert np.isnan(values[1]) and status.tolist() == [OK, BAD]
 
 
 def test_the_last_microsecond_of_9999_floors_to_the_last_millisecond() -> None:

@@ -134,6 +134,7 @@ def test_the_pipelines_defaults_are_an_unconfigured_workers() -> None:
     """Callers that build a pipeline without settings get what the worker runs with by default."""
     settings = Settings()
     pipeline = BarPipeline(settings.bar_interval_ms, settings.allowed_lateness_ms)
+    assert pipeline.gap_rule.policy == "flat" and not pipeline.by_sequence
     assert (
         pipeline.seq_len,
         pipeline.max_symbols,
@@ -151,11 +152,71 @@ def test_the_pipelines_defaults_are_an_unconfigured_workers() -> None:
     )
 
 
+def test_records_must_be_keyed_by_their_symbol_in_either_input_kind() -> None:
+    tick = orjson.dumps({"symbol": "A", "ts": T0, "price": 10.0})
+    bar = orjson.dumps({"symbol": "A", "ts": T0, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1})
+    for kind, value in (("ticks", tick), ("bars", bar)):
+        pipeline = BarPipeline(INTERVAL, 0, input_kind=kind, seq_len=SEQ_LEN, clock_ms=lambda: 2**60)
+        outcome = pipeline.process(0, [value, value], [b"A", b"B"])
+        assert [(r.index, r.reason) for r in outcome.rejects] == [(1, "key_mismatch")], kind
+
+
+def test_records_up_to_the_allowed_skew_ahead_of_the_wall_clock_are_accepted() -> None:
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, max_clock_skew_ms=3_600_000, clock_ms=lambda: T0)
+    outcome = pipeline.process(0, *one_symbol(T0 + 1_800_000, T0 + 3_600_000, T0 + 3_600_001))
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(2, "future_ts")]
+
+
+def test_a_callers_clock_is_taken_as_given_and_leaves_no_mark() -> None:
+    """``bullflag scan`` judges time itself: nothing is refused, its clock closes the bars."""
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=1, clock_ms=lambda: 0)
+    values, keys = one_symbol(T0, T0 + 100, T0 + 5_000)
+    outcome = pipeline.process(0, values, keys, clock=np.array([T0, T0 + 500, T0 + 2_000]))
+    assert outcome.rejects == []
+    assert outcome.windows.bar_end_ts.tolist() == [T0 + 1_000 * k for k in range(1, 6)], (
+        "a bar and its gap bars"
+    )
+    assert (outcome.commit, outcome.mark) == (2, None)
+
+
+def test_a_bar_open_across_batches_keeps_the_offset_of_its_first_tick() -> None:
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_window=1, clock_ms=lambda: 2**60)
+    pipeline.process(0, *one_symbol(T0 + 100, T0 + 200), offsets=np.array([10, 11]))
+    outcome = pipeline.process(0, *one_symbol(T0 + 300), offsets=np.array([12]))
+    assert (outcome.commit, outcome.mark) == (10, ClockState(None, ()))
+
+
+def test_dead_letters_from_the_checkpoints_end_on_are_sent_again() -> None:
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_ms=lambda: 2**60)
+    pipeline.restore_partition(0, RestoredPartition([], [], [], Checkpoint(5, 4, None), 1), 4)
+    outcome = pipeline.process(0, [b"{", b"{"], [b"A", b"A"], offsets=np.array([4, 5]))
+    assert ([r.index for r in outcome.rejects], outcome.replayed) == ([1], 1)
+
+
+def test_an_empty_batch_commits_nothing_new() -> None:
+    assert BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN).process(0, [], []).commit == 0
+
+
+def test_ticks_within_the_allowed_lateness_update_their_bar() -> None:
+    pipeline = BarPipeline(INTERVAL, 2_000, seq_len=SEQ_LEN, clock_window=1, clock_ms=lambda: 2**60)
+    values = [
+        orjson.dumps({"symbol": s, "ts": t, "price": 10.0}) for s, t in (("A", T0 + 5_000), ("B", T0 + 3_500))
+    ]
+    assert pipeline.process(0, values, [b"A", b"B"]).rejects == []
+
+
+def test_the_symbol_limit_holds_across_partitions_too() -> None:
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=1, max_symbols=1, clock_window=1, clock_ms=lambda: 2**60)
+    pipeline.process(0, *one_symbol(T0, T0 + 1_000))
+    values = [orjson.dumps({"symbol": "B", "ts": t, "price": 10.0}) for t in (T0, T0 + 1_000)]
+    assert pipeline.process(1, values, [b"B", b"B"]).refused_symbols == ["B"]
+
+
 def test_close_expired_raises_the_clock_the_next_records_are_judged_against() -> None:
     """It sets the clock (never lowers it) and keeps the window, as ``bullflag scan`` needs."""
-    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, max_time_jump_ms=10_000, clock_ms=lambda: 2**60)
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=1, max_time_jump_ms=10_000, clock_ms=lambda: 2**60)
     pipeline.process(0, *one_symbol(T0 - 2_000, T0 - 1_000))
-    pipeline.close_expired(0, T0)
+    assert pipeline.close_expired(0, T0).bar_end_ts.tolist() == [T0]
     assert pipeline.clocks[0] == ClockState(T0, (T0 - 2_000, T0 - 1_000))
     pipeline.close_expired(0, T0 - 60_000)
     assert pipeline.clocks[0] == ClockState(T0, (T0 - 2_000, T0 - 1_000))
@@ -163,6 +224,14 @@ def test_close_expired_raises_the_clock_the_next_records_are_judged_against() ->
     assert [(r.index, r.reason) for r in outcome.rejects] == [(0, "future_ts"), (1, "past_ts")]
     pipeline.close_expired(1, T0)
     assert pipeline.clocks[1] == ClockState(T0, ())
+
+
+def test_a_restored_symbols_last_bar_is_closed_to_late_ticks() -> None:
+    starts = T0 + np.arange(3, dtype=np.int64) * INTERVAL
+    pipeline = BarPipeline(INTERVAL, 0, seq_len=SEQ_LEN, clock_ms=lambda: 2**60)
+    pipeline.restore_partition(0, RestoredPartition(["A"], [starts], [np.ones((3, 5))], None, 3), None)
+    outcome = pipeline.process(0, *one_symbol(T0 + 2_500, T0 + 3_100))
+    assert [(r.index, r.reason) for r in outcome.rejects] == [(0, "late")]
 
 
 def test_a_dropped_partition_keeps_neither_its_clock_nor_its_replay_point() -> None:
