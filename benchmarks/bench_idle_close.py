@@ -20,11 +20,9 @@ import time
 import numpy as np
 import orjson
 
-from benchmarks.bench_worker import FAST_CONSUMER, PARTITIONS, consumed, produce_beside, wait_until
+from benchmarks.bench_worker import consumed, produce_beside, running_worker, wait_until
 from benchmarks.report import print_table, write_json
-from consumer.config import Settings
 from consumer.kafka.embedded_broker import EmbeddedBroker
-from consumer.kafka.topics import TopicSpec, ensure_topics
 from consumer.kafka.worker import Worker
 
 INTERVAL_MS = 1_000
@@ -55,43 +53,18 @@ async def one_run(
     bootstrap: str, name: str, symbols: int, idle_after: str, history: bool
 ) -> dict[str, object]:
     """Seconds from the last tick acknowledged to every output acknowledged."""
-    settings = Settings(
-        bootstrap_servers=bootstrap,
-        ticks_topic=f"{name}.ticks",
-        signals_topic=f"{name}.signals",
-        dlq_topic=f"{name}.dlq",
-        group_id=f"{name}.group",
-        bar_interval="1s",
-        allowed_lateness="0s",
-        idle_close_after=idle_after,
-        metrics_host="127.0.0.1",
-        metrics_port=0,
-    )
-    await ensure_topics(
-        bootstrap,
-        [
-            TopicSpec(settings.ticks_topic, PARTITIONS),
-            TopicSpec(settings.signals_topic, PARTITIONS),
-            TopicSpec(settings.dlq_topic, 1),
-        ],
-    )
-    worker = Worker(settings, consumer_options=FAST_CONSUMER)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    overrides = {"bar_interval": "1s", "allowed_lateness": "0s", "idle_close_after": idle_after}
+    async with running_worker(bootstrap, name, None, **overrides) as worker:
         await wait_until(lambda: worker.ready, "worker not ready", 60)
         now = time.time_ns() // 1_000_000 // INTERVAL_MS * INTERVAL_MS
         values = ticks(symbols, now - 3 * 3_600_000 if history else now)
-        await produce_beside(bootstrap, settings.ticks_topic, values)
+        await produce_beside(bootstrap, worker.settings.ticks_topic, values)
         acknowledged = time.perf_counter()
         await wait_until(lambda: consumed(worker) >= len(values), "ticks not all consumed", 120)
         caught_up = time.perf_counter()
         await wait_until(lambda: published(worker) >= 2 * symbols, "outputs not all published", 120)
         seconds = time.perf_counter() - acknowledged
         closes = worker.metrics.registry.get_sample_value("bullflag_idle_closes_total") or 0.0
-    finally:
-        stop.set()
-        await task
     return {
         "event_times": "replay of history" if history else "live",
         "symbols": symbols,

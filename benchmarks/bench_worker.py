@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -120,22 +121,24 @@ async def produce_beside(bootstrap: str, topic: str, values: list[bytes]) -> Non
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    bootstrap: str, name: str, threshold: float, backend: str = "auto"
+    bootstrap: str, name: str, threshold: float | None, backend: str = "auto", **overrides: Any
 ) -> AsyncIterator[Worker]:
-    """A worker on fresh topics ``name``.*, started, yielded, and stopped cleanly."""
-    settings = Settings(
-        bootstrap_servers=bootstrap,
-        ticks_topic=f"{name}.ticks",
-        signals_topic=f"{name}.signals",
-        dlq_topic=f"{name}.dlq",
-        group_id=f"{name}.group",
-        bar_interval="1m",
-        allowed_lateness="5s",
-        metrics_host="127.0.0.1",
-        metrics_port=0,
-        threshold=threshold,
-        backend=backend,
-    )
+    """A worker on fresh topics ``name``.*, started, yielded, and stopped cleanly; ``overrides``
+    replace its settings (1-minute bars, 5 s lateness by default)."""
+    fields: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "ticks_topic": f"{name}.ticks",
+        "signals_topic": f"{name}.signals",
+        "dlq_topic": f"{name}.dlq",
+        "group_id": f"{name}.group",
+        "bar_interval": "1m",
+        "allowed_lateness": "5s",
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+        "threshold": threshold,
+        "backend": backend,
+    }
+    settings = Settings(**(fields | overrides))
     await ensure_topics(
         bootstrap,
         [
